@@ -1,0 +1,24 @@
+# Two entry points do all set-up on a fresh machine (Python 3.10+ with venv):
+#   make test                                   install into .venv, run the test suite
+#   make search SPACE=spaces/cpu.yaml DATA=data/fer2013.csv   install, run a search
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SPACE ?= spaces/cpu.yaml
+DATA ?= data/fer2013.csv
+ARGS ?=
+
+.PHONY: install test search bench
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+search: install
+	$(PY) -m search.run $(SPACE) --data $(DATA) $(ARGS)

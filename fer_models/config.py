@@ -1,0 +1,95 @@
+"""TrainConfig: every knob of one training run, as one flat dataclass (the search tunes its fields)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .augment import AugmentConfig
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Field names are the keys of a search space's ``params``.
+
+    Example:
+        >>> cfg = TrainConfig.from_dict({"backbone": "resnet18", "lr": 3e-4})
+        >>> cfg.backbone, cfg.lr
+        ('resnet18', 0.0003)
+    """
+
+    # model
+    backbone: str = "resnet18"
+    input_size: int = 48
+    in_chans: int = 1              # 1: grayscale; 3: grey replicated, as the seed study did
+    dropout: float = 0.0
+    drop_path: float = 0.0
+    head_hidden: int = 0           # >0: the seed's pool -> dropout -> Dense(hidden) -> Dense(7) head
+    pretrained_file: str | None = None
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adamw"       # any timm optimizer: adamw, sgd (Nesterov), adam, lamb, ...
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    scheduler: str = "cosine"      # cosine (per-step, with warmup) | plateau (val loss) | none
+    warmup_epochs: float = 0.0
+    min_lr: float = 1e-6
+    plateau_factor: float = 0.1
+    plateau_patience: int = 3
+    early_stop_patience: int = 0   # >0: stop when val loss stalls this many epochs, restore best
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0         # max grad norm; 0 = off
+    # augmentation (see AugmentConfig)
+    hflip: float = 0.5
+    translate: float = 0.1
+    rotate: float = 10.0
+    scale: float = 0.1
+    erase_prob: float = 0.0
+    erase_max_area: float = 0.25
+    # runtime
+    seed: int = 0
+    device: str = "auto"           # auto: cuda when available
+    threads: int = 0               # torch intra-op threads; 0 = torch's default
+    channels_last: bool = True     # CUDA only
+    amp: bool = True               # bf16 autocast, CUDA only
+    eval_batch_size: int = 512
+    train_on_public: bool = False  # retrain on Training + PublicTest (no validation left)
+    fail_with_nan_at_epoch: int = 0  # fault injection for tests: loss becomes NaN at this epoch
+    extra: dict = field(default_factory=dict, repr=False)  # free-form labels carried to results
+
+    @property
+    def augment(self) -> AugmentConfig:
+        return AugmentConfig(hflip=self.hflip, translate=self.translate, rotate=self.rotate,
+                             scale=self.scale, erase_prob=self.erase_prob,
+                             erase_max_area=self.erase_max_area)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a mapping, refusing unknown keys (a typo must not be silently ignored)."""
+        known = set(cls.field_names())
+        unknown = sorted(set(values) - known)
+        if unknown:
+            import difflib
+
+            hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1))
+                     else repr(k) for k in unknown]
+            raise ValueError(f"unknown training option(s): {', '.join(hints)}")
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        coerced = {}
+        for k, v in values.items():
+            t = types[k]
+            # Optuna and YAML hand over numpy/int values for float fields: normalise the obvious.
+            if t == "float" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                v = float(v)
+            elif t == "int" and hasattr(v, "__int__") and float(v) == int(v) and not isinstance(v, bool):
+                v = int(v)
+            coerced[k] = v
+        return cls(**coerced)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

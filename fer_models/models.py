@@ -1,0 +1,139 @@
+"""Model factory: any timm backbone, sized for 48x48 grayscale faces and 7 emotions.
+
+Example:
+    >>> from fer_models.models import create_model
+    >>> model = create_model("resnet18", input_size=48, dropout=0.3)
+    >>> model(torch.zeros(2, 1, 48, 48)).shape
+    torch.Size([2, 7])
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+NUM_CLASSES = 7
+
+
+class ModelConfigError(ValueError):
+    """A backbone name, input size or weights file that cannot make a model."""
+
+
+class HiddenHead(nn.Module):
+    """The seed study's head: pooled features -> dropout -> Dense(hidden) ReLU -> Dense(classes)."""
+
+    def __init__(self, backbone: nn.Module, hidden: int, dropout: float, num_classes: int):
+        super().__init__()
+        self.backbone = backbone  # built with num_classes=0, so it returns pooled features
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.num_features, hidden),
+                                  nn.ReLU(inplace=True), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def check_backbone(name: str) -> None:
+    """Raise ModelConfigError, with close matches, when timm has no model of this name."""
+    import timm
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
+        raise ModelConfigError(f"unknown timm backbone {name!r}{hint}")
+
+
+@functools.lru_cache(maxsize=None)
+def min_input_size(backbone: str) -> int:
+    """Smallest square input (px) the backbone accepts.
+
+    timm's pretrained config states it for some models (inception_v3: 75). Otherwise the model is
+    built on the meta device, which has shapes but no storage, and run at growing sizes: the first
+    size whose forward pass succeeds is the minimum. Costs milliseconds, allocates nothing.
+    """
+    import timm
+
+    check_backbone(backbone)
+    cfg = timm.models.get_pretrained_cfg(backbone)
+    stated = getattr(cfg, "min_input_size", None) if cfg is not None else None
+    if stated:
+        return int(stated[-1])
+    with torch.device("meta"):
+        try:
+            model = timm.create_model(backbone, pretrained=False, in_chans=1,
+                                      num_classes=NUM_CLASSES).eval()
+        except Exception:
+            return 32  # cannot probe: a conservative floor that all CNNs in timm accept
+        def runs(size: int) -> bool:
+            try:
+                with torch.no_grad():
+                    model(torch.empty(1, 1, size, size))
+                return True
+            except Exception:
+                return False
+
+        coarse = next((s for s in range(8, 257, 8) if runs(s)), None)
+        if coarse is None:
+            return 32
+        return max(8, next(s for s in range(max(coarse - 7, 1), coarse + 1) if runs(s)))
+
+
+def check_input_size(backbone: str, input_size: int) -> None:
+    smallest = min_input_size(backbone)
+    if input_size < smallest:
+        raise ModelConfigError(f"{backbone} needs input_size >= {smallest} px, got {input_size}")
+
+
+def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_CLASSES,
+                 in_chans: int = 1, dropout: float = 0.0, drop_path: float = 0.0,
+                 head_hidden: int = 0, pretrained_file: str | os.PathLike | None = None,
+                 pretrained_cache: bool = False) -> nn.Module:
+    """Build a timm model for FER.
+
+    Args:
+        backbone: any ``timm`` model name.
+        input_size: the side of the square input; refused when below the backbone's minimum.
+        in_chans: 1 (grayscale, timm sums the first conv's pretrained weights over RGB) or 3
+            (grayscale replicated, as the seed study did).
+        dropout: dropout before the classifier (timm's ``drop_rate``).
+        drop_path: stochastic depth rate, for backbones that have it.
+        head_hidden: 0 keeps timm's head; >0 uses the seed's pool -> dropout -> Dense(hidden)
+            ReLU -> Dense(7) head.
+        pretrained_file: ImageNet (or other) weights from a local ``.safetensors``/``.pth`` file;
+            timm adapts the input conv to ``in_chans`` and drops the mismatched classifier.
+        pretrained_cache: use weights already in the timm/Hugging Face cache, never downloading.
+    """
+    import timm
+
+    check_backbone(backbone)
+    check_input_size(backbone, input_size)
+    if in_chans not in (1, 3):
+        raise ModelConfigError(f"in_chans must be 1 or 3, got {in_chans}")
+    kwargs: dict = dict(in_chans=in_chans, num_classes=0 if head_hidden else num_classes,
+                        drop_rate=0.0 if head_hidden else dropout)
+    if drop_path:
+        kwargs["drop_path_rate"] = drop_path
+    if pretrained_file is not None:
+        path = Path(pretrained_file)
+        if not path.is_file():
+            raise ModelConfigError(f"pretrained weights file {path} does not exist")
+        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    elif pretrained_cache:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # a cache miss must fail here, not download
+        kwargs["pretrained"] = True
+    try:
+        model = timm.create_model(backbone, **kwargs)
+    except TypeError as e:
+        if "drop_path_rate" in str(e):
+            raise ModelConfigError(f"{backbone} has no stochastic depth; set drop_path: 0") from None
+        raise
+    except (OSError, RuntimeError) as e:
+        if kwargs.get("pretrained"):
+            raise ModelConfigError(f"cannot load pretrained weights for {backbone}: {e}") from None
+        raise
+    if head_hidden:
+        model = HiddenHead(model, head_hidden, dropout, num_classes)
+    return model

@@ -1,0 +1,297 @@
+"""Training: ``train_one_epoch`` and ``fit`` as plain functions, and a CLI for one configuration.
+
+The whole split lives on the model's device as uint8; each step slices a batch by index and
+augments it there (see ``augment.py``), so there is no DataLoader and no per-image Python work.
+
+Example (one epoch of a tiny model on the small sample; about a minute on 2 CPU cores):
+    python -m fer_models.train --data ../shared/data/fer2013-small.csv.gz \\
+        --backbone resnet10t --epochs 1
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .augment import augment_batch
+from .config import TrainConfig
+from .data import FER2013, Split
+from .evaluate import evaluate
+from .models import create_model
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the trial is failed with this reason."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global RNG (weight init, dropout) and return the batch/augmentation RNG."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    return torch.Generator().manual_seed(seed)
+
+
+def build_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    model = create_model(cfg.backbone, input_size=cfg.input_size, in_chans=cfg.in_chans,
+                         dropout=cfg.dropout, drop_path=cfg.drop_path, head_hidden=cfg.head_hidden,
+                         pretrained_file=cfg.pretrained_file)
+    model.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, steps_per_epoch: int):
+    """timm's optimizer and scheduler factories (weight decay skips biases and norms)."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+
+    optimizer = create_optimizer_v2(model, opt=cfg.optimizer, lr=cfg.lr,
+                                    weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    if cfg.scheduler == "none":
+        return optimizer, None
+    if cfg.scheduler == "cosine":
+        scheduler, _ = create_scheduler_v2(
+            optimizer, sched="cosine", num_epochs=cfg.epochs, min_lr=cfg.min_lr,
+            warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.lr * 0.01,
+            step_on_epochs=False, updates_per_epoch=steps_per_epoch)
+    elif cfg.scheduler == "plateau":  # the seed's ReduceLROnPlateau on validation loss
+        scheduler, _ = create_scheduler_v2(
+            optimizer, sched="plateau", num_epochs=cfg.epochs, decay_rate=cfg.plateau_factor,
+            patience_epochs=cfg.plateau_patience, min_lr=cfg.min_lr, plateau_mode="min")
+    else:
+        raise ValueError(f"scheduler must be cosine, plateau or none, got {cfg.scheduler!r}")
+    return optimizer, scheduler
+
+
+def current_lr(optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def train_one_epoch(model, optimizer, images: torch.Tensor, labels: torch.Tensor,
+                    cfg: TrainConfig, generator: torch.Generator, scheduler=None,
+                    num_updates: int = 0, epoch: int = 0) -> dict:
+    """One pass over ``images`` (uint8, on the model's device) in shuffled batches.
+
+    Returns ``train_loss`` (mean), ``lr`` (at the end), ``images_per_s`` and ``num_updates``.
+    Raises NonFiniteLossError when the loss is NaN/inf (checked once per epoch: no GPU sync per step).
+    """
+    model.train()
+    device = images.device
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    n = len(images)
+    bs = min(cfg.batch_size, n)
+    perm = torch.randperm(n, generator=generator).to(device)
+    total = torch.zeros((), device=device)
+    steps = 0
+    use_amp = cfg.amp and device.type == "cuda"
+    start = time.perf_counter()
+    for i in range(0, n - bs + 1, bs):  # drop the ragged last batch: BatchNorm dislikes tiny ones
+        idx = perm[i:i + bs]
+        x = augment_batch(images[idx], cfg.augment, cfg.input_size, generator, cfg.in_chans)
+        if device.type == "cuda" and cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = loss_fn(model(x), labels[idx])
+        if cfg.fail_with_nan_at_epoch and epoch >= cfg.fail_with_nan_at_epoch:
+            loss = loss * float("nan")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        num_updates += 1
+        steps += 1
+        if scheduler is not None:
+            scheduler.step_update(num_updates=num_updates)
+        total += loss.detach().float()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    train_loss = float(total) / max(steps, 1)
+    if not math.isfinite(train_loss):
+        raise NonFiniteLossError(f"train loss became {train_loss} in epoch {epoch}")
+    return {"train_loss": train_loss, "lr": current_lr(optimizer),
+            "images_per_s": steps * bs / seconds if seconds > 0 else 0.0,
+            "num_updates": num_updates}
+
+
+@dataclass
+class FitResult:
+    model: torch.nn.Module
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+
+
+def training_split(cfg: TrainConfig, data: FER2013) -> Split:
+    if not cfg.train_on_public:
+        return data.train
+    return Split(np.concatenate([data.train.images, data.public_test.images]),
+                 np.concatenate([data.train.labels, data.public_test.labels]))
+
+
+def fit(cfg: TrainConfig, data: FER2013,
+        on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
+        resume_state: dict | None = None, log: Callable[[str], None] | None = None) -> FitResult:
+    """Train ``cfg`` on ``data.train``, validating on PublicTest after every epoch.
+
+    PrivateTest is never read here. ``on_epoch(metrics, get_state)`` is called after each epoch;
+    ``get_state()`` returns everything :func:`fit` needs to continue (pass it back as
+    ``resume_state``), built only when asked so a caller that does not checkpoint pays nothing.
+    """
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    generator = seed_everything(cfg.seed)
+    model = build_model(cfg, device)
+    train = training_split(cfg, data)
+    validate = not cfg.train_on_public
+    if cfg.scheduler == "plateau" and not validate:
+        raise ValueError("scheduler 'plateau' needs a validation split; train_on_public leaves none")
+    images = torch.from_numpy(train.images).to(device)
+    labels = torch.from_numpy(train.labels).to(device)
+    steps_per_epoch = max(len(images) // min(cfg.batch_size, len(images)), 1)
+    optimizer, scheduler = build_optimizer(cfg, model, steps_per_epoch)
+
+    start_epoch, num_updates = 1, 0
+    best = {"val_accuracy": -1.0, "val_loss": math.inf, "epoch": 0, "weights": None, "stale": 0}
+    history: list[dict] = []
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        if scheduler is not None and resume_state.get("scheduler") is not None:
+            scheduler.load_state_dict(resume_state["scheduler"])
+        generator.set_state(resume_state["generator"])
+        start_epoch = int(resume_state["epoch"]) + 1
+        num_updates = int(resume_state["num_updates"])
+        history = list(resume_state.get("history", []))
+        best.update({k: resume_state["best"][k] for k in ("val_accuracy", "val_loss", "epoch", "stale")})
+
+    stopped_early = False
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        stats = train_one_epoch(model, optimizer, images, labels, cfg, generator, scheduler,
+                                num_updates, epoch)
+        num_updates = stats.pop("num_updates")
+        metrics = {"epoch": epoch, **stats}
+        if validate:
+            val = evaluate(model, data.public_test.images, data.public_test.labels, cfg.input_size,
+                           cfg.in_chans, cfg.eval_batch_size, device,
+                           channels_last=device.type == "cuda" and cfg.channels_last)
+            metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"],
+                           val_macro_f1=val["macro_f1"])
+            if val["accuracy"] > best["val_accuracy"]:  # the best checkpoint is kept by accuracy
+                best.update(val_accuracy=val["accuracy"], epoch=epoch,
+                            weights=copy.deepcopy(model.state_dict()) if cfg.early_stop_patience else None)
+            if val["loss"] < best["val_loss"] - 1e-4:  # early stopping watches the loss (Keras-style)
+                best.update(val_loss=val["loss"], stale=0)
+            else:
+                best["stale"] += 1
+        if scheduler is not None:
+            scheduler.step(epoch, metrics.get("val_loss"))
+        metrics["seconds"] = time.perf_counter() - t0
+        history.append(metrics)
+        if log:
+            log(_format_epoch(metrics, cfg.epochs))
+        if on_epoch is not None:
+            on_epoch(metrics, lambda: _state(model, optimizer, scheduler, generator, epoch,
+                                             num_updates, history, best))
+        if cfg.early_stop_patience and best["stale"] >= cfg.early_stop_patience:
+            stopped_early = True
+            break
+    if cfg.early_stop_patience and best["weights"] is not None:
+        model.load_state_dict(best["weights"])  # restore the best-accuracy weights, as the seed did
+    return FitResult(model, history, best_epoch=best["epoch"], stopped_early=stopped_early)
+
+
+def _state(model, optimizer, scheduler, generator, epoch, num_updates, history, best) -> dict:
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "generator": generator.get_state(), "epoch": epoch, "num_updates": num_updates,
+            "history": history,
+            "best": {k: best[k] for k in ("val_accuracy", "val_loss", "epoch", "stale")}}
+
+
+def _format_epoch(m: dict, epochs: int) -> str:
+    text = f"epoch {m['epoch']:>3}/{epochs}  train_loss {m['train_loss']:.4f}"
+    if "val_accuracy" in m:
+        text += f"  val_loss {m['val_loss']:.4f}  val_acc {m['val_accuracy']:.4f}"
+    return text + f"  lr {m['lr']:.2e}  {m['images_per_s']:.0f} img/s  {m['seconds']:.1f}s"
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("extra", "fail_with_nan_at_epoch"):
+            continue
+        default = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            kind = {"int": int, "float": float}.get(f.type, str)
+            parser.add_argument(flag, type=kind, default=default,
+                                metavar=f.name.upper(), help=f"default: {default}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import save_model
+    from .data import DataError, load_fer2013
+    from .models import ModelConfigError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m fer_models.train",
+        description="Train and evaluate one FER2013 configuration (no Ray). Prints per-epoch "
+                    "train loss and PublicTest accuracy; --test also scores PrivateTest once.")
+    parser.add_argument("--data", required=True, help="fer2013.csv(.gz) or an image-folder root")
+    parser.add_argument("--output", help="folder for model.safetensors, config.json, metrics.json")
+    parser.add_argument("--test", action="store_true", help="evaluate PrivateTest after training")
+    parser.add_argument("--tta", action="store_true", help="also report ten-crop+flip TTA accuracy")
+    _add_config_arguments(parser)
+    args = parser.parse_args(argv)
+    values = {k: v for k, v in vars(args).items() if k in TrainConfig.field_names()}
+    try:
+        cfg = TrainConfig.from_dict(values)
+        create_model(cfg.backbone, input_size=cfg.input_size)  # fail fast on a bad model config
+        data = load_fer2013(args.data)
+    except (DataError, ModelConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"data: {data.source}  train {len(data.train)}  public {len(data.public_test)}  "
+          f"private {len(data.private_test)}", flush=True)
+    result = fit(cfg, data, log=lambda s: print(s, flush=True))
+    device = resolve_device(cfg.device)
+    report: dict = {"config": cfg.to_dict(), "history": result.history}
+    if args.test:
+        for tta in ([False, True] if args.tta else [False]):
+            m = evaluate(result.model, data.private_test.images, data.private_test.labels,
+                         cfg.input_size, cfg.in_chans, cfg.eval_batch_size, device, tta=tta)
+            report["private_test_tta" if tta else "private_test"] = m
+            print(f"PrivateTest accuracy{' (TTA)' if tta else ''}: {m['accuracy']:.4f} (n={m['n']})")
+    if args.output:
+        save_model(args.output, result.model, cfg)
+        with open(f"{args.output}/metrics.json", "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

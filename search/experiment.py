@@ -1,0 +1,165 @@
+"""The search itself: start or join Ray, run the Tuner, then retrain the winner and write outputs."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from fer_models.data import FER2013
+
+from .outputs import trials_table, write_best_yaml, write_json
+from .retrain import retrain_winner
+from .searcher import PrunedAwareOptunaSearch, make_sampler
+from .space import SearchSpace
+from .trainable import train_trial
+
+STUDY_NAME = "fer-search"
+JOURNAL_FILE = "optuna-journal.log"
+
+
+class AllTrialsFailed(RuntimeError):
+    pass
+
+
+def start_ray(address: str | None, num_cpus: int | None) -> None:
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        # Embedded local Ray; no dashboard (nothing to expose, and it saves seconds of start-up).
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+
+
+def trial_resources(space: SearchSpace) -> dict:
+    """CPUs/GPUs per trial: from the space, or fractional GPUs when the cluster has them."""
+    total = ray.cluster_resources()
+    cpus_total, gpus_total = int(total.get("CPU", 1)), total.get("GPU", 0)
+    res = space.resources
+    gpu = res.gpus_per_trial
+    if gpu == "auto":
+        gpu = round(1.0 / res.trials_per_gpu, 4) if gpus_total > 0 else 0
+    cpu = res.cpus_per_trial
+    if cpu == "auto":
+        if gpu:  # feeding a GPU from on-device batches needs little CPU
+            cpu = max(1, min(4, cpus_total // max(int(gpus_total * res.trials_per_gpu), 1)))
+        else:   # share the CPUs among the concurrent trials, whole CPUs each
+            cpu = max(1, cpus_total // space.search.max_concurrent)
+    return {"cpu": cpu, "gpu": gpu}
+
+
+def open_study_storage(experiment: Path):
+    """Optuna's journal file in the experiment folder: the study survives the driver."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(experiment / JOURNAL_FILE)))
+
+
+def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: dict) -> tune.Tuner:
+    searcher = PrunedAwareOptunaSearch(
+        space=space.suggest, metric=space.metric, mode=space.mode,
+        sampler=make_sampler(space.search.sampler, space.search.seed),
+        study_name=STUDY_NAME, storage=open_study_storage(experiment))
+    if space.search.scheduler == "asha":
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=space.max_epochs,
+                                  grace_period=min(space.search.grace_period, space.max_epochs),
+                                  reduction_factor=space.search.reduction_factor)
+    else:
+        scheduler = FIFOScheduler()
+    trainable = tune.with_parameters(
+        train_trial, data=data.without_private_test(),  # trials never receive PrivateTest
+        threads=max(int(resources["cpu"]), 1), checkpoint=space.search.checkpoint)
+    trainable = tune.with_resources(trainable, resources)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, metric=space.metric, mode=space.mode,
+            num_samples=space.search.num_samples,
+            max_concurrent_trials=space.search.max_concurrent),
+        run_config=tune.RunConfig(
+            name=experiment.name, storage_path=str(experiment.parent),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # resume needs only the last
+            failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
+            verbose=None))
+
+
+def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, address=None,
+                   num_cpus=None, verbose: int = 1, command: str = "", started: float | None = None) -> dict:
+    started = started or time.time()
+    experiment.mkdir(parents=True, exist_ok=True)
+    start_ray(address, num_cpus)
+    resources = trial_resources(space)
+    print(f"experiment: {experiment}\n"
+          f"  {space.search.num_samples} trials, sampler {space.search.sampler} "
+          f"(seed {space.search.seed}), scheduler {space.search.scheduler}, "
+          f"up to {space.max_epochs} epochs, {resources['cpu']} CPU / {resources['gpu']} GPU per trial\n"
+          f"  watch it: tensorboard --logdir {experiment}", flush=True)
+    space_copy = experiment / "space.yaml"
+    space_copy.write_text(space.path.read_text())  # the resolved inputs, beside the results
+
+    tuner = build_tuner(space, data, experiment, resources)
+    results = tuner.fit()
+    return finish_experiment(space, data, experiment, results, command=command,
+                             started=started, resources=resources)
+
+
+def finish_experiment(space, data, experiment: Path, results, *, command: str, started: float,
+                      resources: dict) -> dict:
+    table = trials_table(results, space)
+    table.to_csv(experiment / "trials.csv", index=False)
+    ok = table[table["status"] != "failed"]
+    if ok.empty or ok["best_val_accuracy"].isna().all():
+        reasons = "; ".join(f"{r.trial_id}: {r.error}" for r in table.itertuples())
+        raise AllTrialsFailed(f"all {len(table)} trials failed, nothing to retrain ({reasons}); "
+                              f"see {experiment / 'trials.csv'}")
+    # The winner by the search metric on PublicTest (best epoch of each trial).
+    key = "best_val_accuracy" if space.mode == "max" else "best_val_loss"
+    winner = ok.sort_values(key, ascending=space.mode != "max").iloc[0]
+    best_config = {k[len("config/"):]: winner[k] for k in table.columns
+                   if k.startswith("config/") and not _is_missing(winner[k])}
+    write_best_yaml(experiment / "best.yaml", space, best_config)
+    print(f"best trial {winner['trial_id']}: PublicTest accuracy {winner['best_val_accuracy']:.4f}"
+          f" after {int(winner['epochs'])} epochs; retraining ...", flush=True)
+
+    retrain = retrain_winner(space, data, best_config, experiment / "model")
+    metrics = retrain["metrics"]
+    write_json(experiment / "metrics.json", metrics)
+    summary = {
+        "space": str(space.path), "experiment": str(experiment), "command": command,
+        "sampler": space.search.sampler, "seed": space.search.seed,
+        "scheduler": space.search.scheduler, "metric": space.metric,
+        "trials_requested": space.search.num_samples, "trials_run": int(len(table)),
+        "trials_completed": int((table["status"] == "completed").sum()),
+        "trials_stopped_early": int((table["status"] == "stopped_early").sum()),
+        "trials_failed": int((table["status"] == "failed").sum()),
+        "total_epochs": int(table["epochs"].sum()),
+        "best_trial": str(winner["trial_id"]),
+        "best_public_test_accuracy": float(winner["best_val_accuracy"]),
+        "retrain_epochs": retrain["epochs"], "retrain_seeds": retrain["seeds"],
+        "private_test_accuracy": metrics["accuracy"],
+        "private_test_accuracy_mean": metrics["accuracy_mean"],
+        "private_test_accuracy_sd": metrics["accuracy_sd"],
+        "private_test_n": metrics["n"],
+        "resources_per_trial": resources,
+        "wall_seconds": round(time.time() - started, 1),
+    }
+    write_json(experiment / "summary.json", summary)
+    return {"summary": summary, "metrics": metrics, "table": table}
+
+
+def _is_missing(v) -> bool:
+    try:
+        import pandas as pd
+
+        return v is None or (not isinstance(v, (list, dict, str)) and pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def load_summary(experiment: Path) -> dict:
+    return json.loads((experiment / "summary.json").read_text())

@@ -1,0 +1,82 @@
+"""Result files of an experiment: trials.csv (one row per trial), best.yaml, JSON summaries."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .trainable import FINISHED_KEY
+
+STATUS_COMPLETED, STATUS_STOPPED, STATUS_FAILED = "completed", "stopped_early", "failed"
+
+
+def trials_table(results, space) -> pd.DataFrame:
+    """One row per trial: id, status, error, epochs, best/last PublicTest metrics, node, config."""
+    rows = []
+    for r in results:
+        trial_id = (r.metrics or {}).get("trial_id") or Path(r.path).name
+        history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
+        has_val = "val_accuracy" in history.columns and history["val_accuracy"].notna().any()
+        if r.error is not None:
+            status, error = STATUS_FAILED, error_reason(r.error)
+        elif (r.metrics or {}).get(FINISHED_KEY, False):
+            status, error = STATUS_COMPLETED, ""
+        else:
+            status, error = STATUS_STOPPED, ""
+        best = history.loc[history["val_accuracy"].idxmax()] if has_val else None
+        row = {
+            "trial_id": trial_id,
+            "status": status,
+            "error": error,
+            "epochs": int(history["training_iteration"].max()) if "training_iteration" in history else 0,
+            "best_val_accuracy": float(best["val_accuracy"]) if best is not None else math.nan,
+            "best_epoch": int(best["training_iteration"]) if best is not None else 0,
+            "best_val_loss": float(history["val_loss"].min()) if has_val else math.nan,
+            "last_val_accuracy": float(history["val_accuracy"].iloc[-1]) if has_val else math.nan,
+            "seconds": float(history["time_total_s"].max()) if "time_total_s" in history else 0.0,
+            "node_ip": (r.metrics or {}).get("node_ip", ""),
+            "private_test_rows_seen": int(history.get("private_test_rows_seen", pd.Series([0])).max()),
+        }
+        row.update({f"config/{k}": v for k, v in sorted(r.config.items())})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if not table.empty:  # trial order = creation order (Tune's ids end in a counter)
+        table = table.sort_values("trial_id", key=lambda s: s.str.rsplit("_", n=1).str[-1])
+    return table.reset_index(drop=True)
+
+
+def error_reason(error: BaseException) -> str:
+    """The root cause of a trial error in one line (Ray wraps it in a long traceback)."""
+    text = str(error).strip().splitlines()
+    causes = [line.strip() for line in text if "Error:" in line or "Exception:" in line]
+    return (causes[-1] if causes else (text[-1] if text else type(error).__name__))[:300]
+
+
+def write_best_yaml(path: Path, space, config: dict) -> None:
+    """The winning config as a space file with every param fixed: re-runnable as it is."""
+    doc = {
+        "name": f"{space.name}-best",
+        "metric": space.metric,
+        "search": {"sampler": space.search.sampler, "seed": space.search.seed, "num_samples": 1,
+                   "max_concurrent": 1, "scheduler": "none"},
+        "retrain": {"epochs": space.retrain.epochs, "seeds": list(space.retrain.seeds),
+                    "train_on_public": space.retrain.train_on_public, "tta": space.retrain.tta},
+        "params": {k: _plain(v) for k, v in sorted(config.items())},
+    }
+    path.write_text(f"# Best configuration of {space.path} (re-run: python -m search.run {path})\n"
+                    + yaml.safe_dump(doc, sort_keys=False))
+
+
+def _plain(v):
+    if hasattr(v, "item"):  # numpy scalars -> Python
+        return v.item()
+    return v
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_plain))
+    tmp.replace(path)  # never a half-written file

@@ -1,0 +1,169 @@
+"""``python -m search.run SPACE.yaml``: search, retrain the winner, report PrivateTest once.
+
+Everything that can be wrong with the input (space file, data file, output folder) is checked
+before Ray starts, and reported in one line with exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from fer_models.data import DataError, load_fer2013
+from fer_models.models import ModelConfigError
+
+from .space import SpaceError, load_space
+
+DATA_ENV = "FER2013_CSV"
+DEFAULT_DATA = Path("data/fer2013.csv")
+EXIT_BAD_INPUT = 2
+EXIT_ALL_FAILED = 3
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m search.run",
+        description="Hyperparameter search for FER2013 with Ray Tune, Optuna and ASHA: runs the "
+                    "trials of SPACE (PublicTest is the validation split), retrains the best "
+                    "configuration and evaluates it once on PrivateTest.",
+        epilog="Examples:\n"
+               "  python -m search.run spaces/cpu.yaml --data data/fer2013.csv\n"
+               "  python -m search.run spaces/inception.yaml --address auto   # on a Ray cluster\n"
+               "  tensorboard --logdir results/            # watch trials while they run",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("space", help="search-space YAML file (see spaces/README.md)")
+    p.add_argument("--data", help=f"fer2013.csv(.gz) or image-folder root; default: the space's "
+                                  f"'data', else ${DATA_ENV}, else {DEFAULT_DATA}")
+    p.add_argument("--output", default="results", help="results root folder (default: results/)")
+    p.add_argument("--name", help="experiment name (default: <space name>-<timestamp>)")
+    p.add_argument("--num-samples", type=int, help="number of trials (overrides the space)")
+    p.add_argument("--seed", type=int, help="sampler seed (overrides the space)")
+    p.add_argument("--address", help="Ray cluster address ('auto' on a cluster node); default: "
+                                     "start a local Ray")
+    p.add_argument("--cpus", type=int, help="CPUs for a local Ray (default: all)")
+    p.add_argument("--max-epochs", type=int, help="cap every trial's epochs (quick runs)")
+    p.add_argument("--retrain-epochs", type=int, help="override retrain.epochs")
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Ray Tune verbosity")
+    return p
+
+
+def resolve_data_path(cli: str | None, space) -> Path:
+    candidates = [(cli, "--data")]
+    if space.data:
+        p = Path(space.data)
+        # A relative 'data' in a space file is tried from the current folder, then beside the file.
+        candidates.append((str(p if p.is_absolute() or p.exists() else space.path.parent / p),
+                           f"'data' in {space.path}"))
+    candidates += [(os.environ.get(DATA_ENV), f"${DATA_ENV}"), (str(DEFAULT_DATA), "the default")]
+    for value, origin in candidates:
+        if value:
+            path = Path(value)
+            if not path.exists():
+                raise DataError(
+                    f"{path} (from {origin}) does not exist. FER2013 is the Kaggle 'Challenges in "
+                    "Representation Learning: Facial Expression Recognition Challenge' file "
+                    f"fer2013.csv: download it and pass --data PATH, set ${DATA_ENV}, or put it "
+                    f"at {DEFAULT_DATA}.")
+            return path
+    raise AssertionError("unreachable: the default always yields a candidate")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    # 1. Everything that can be wrong with the input, before Ray or any compute starts.
+    try:
+        if args.num_samples is not None and args.num_samples < 1:
+            raise UsageError(f"--num-samples must be >= 1, got {args.num_samples}")
+        if args.max_epochs is not None and args.max_epochs < 1:
+            raise UsageError(f"--max-epochs must be >= 1, got {args.max_epochs}")
+        if args.retrain_epochs is not None and args.retrain_epochs < 1:
+            raise UsageError(f"--retrain-epochs must be >= 1, got {args.retrain_epochs}")
+        if args.cpus is not None and args.cpus < 1:
+            raise UsageError(f"--cpus must be >= 1, got {args.cpus}")
+        space = load_space(args.space)
+        apply_overrides(space, args)
+        data_path = resolve_data_path(args.data, space)
+        output = Path(args.output).resolve()
+        name = args.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
+        experiment = output / name
+        if experiment.exists() and any(experiment.iterdir()):
+            raise UsageError(f"{experiment} already exists and is not empty; choose another --name "
+                             "(results already there are kept)")
+        _check_writable(output)
+        print(f"Loading {data_path} ...", flush=True)
+        data = load_fer2013(data_path)
+    except (SpaceError, DataError, ModelConfigError, UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"data: Training {len(data.train)}, PublicTest {len(data.public_test)}, "
+          f"PrivateTest {len(data.private_test)} (held out until the end)", flush=True)
+
+    # 2. The search.
+    from .experiment import AllTrialsFailed, run_experiment
+
+    try:
+        outcome = run_experiment(space, data, experiment, address=args.address,
+                                 num_cpus=args.cpus, verbose=args.verbose,
+                                 command=_command_line(argv), started=started)
+    except AllTrialsFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ALL_FAILED
+    metrics = outcome["metrics"]
+    print(f"PrivateTest accuracy: {metrics['accuracy']:.4f} (n={metrics['n']})", flush=True)
+    return 0
+
+
+def apply_overrides(space, args) -> None:
+    if args.num_samples is not None:
+        space.search.num_samples = args.num_samples
+    if args.seed is not None:
+        space.search.seed = args.seed
+    if args.retrain_epochs is not None:
+        space.retrain.epochs = args.retrain_epochs
+    if args.max_epochs is not None:
+        _cap_epochs(space, args.max_epochs)
+
+
+def _cap_epochs(space, cap: int) -> None:
+    from .space import Param
+
+    p = space.params.get("epochs")
+    if p is None or p.kind == "fixed":
+        space.params["epochs"] = Param("epochs", "fixed", value=min(cap, p.value if p else cap))
+    elif p.kind == "choice":
+        p.value = sorted({min(v, cap) for v in p.value})
+        if len(p.value) == 1:
+            space.params["epochs"] = Param("epochs", "fixed", value=p.value[0])
+    else:
+        p.high = min(p.high, cap)
+        if p.low >= p.high:
+            space.params["epochs"] = Param("epochs", "fixed", value=p.high)
+
+
+def _check_writable(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to --output {output}: {e.strerror}") from None
+
+
+def _command_line(argv) -> str:
+    import shlex
+
+    args = sys.argv[1:] if argv is None else argv
+    return "python -m search.run " + " ".join(shlex.quote(a) for a in args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""OptunaSearch that tells Optuna the truth about trials ASHA stopped.
+
+Ray's OptunaSearch (2.60) reports every epoch as an intermediate value, but then tells the study
+that a trial ASHA stopped early is COMPLETE with its low-budget value, so TPE treats a 1-epoch
+score as a final one. Here such trials reach the study as PRUNED, keeping their intermediate
+values (TPE uses those to rank pruned trials); failed trials are FAIL.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
+from .trainable import FINISHED_KEY
+
+logger = logging.getLogger(__name__)
+
+
+class PrunedAwareOptunaSearch(OptunaSearch):
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if error or not result or result.get(FINISHED_KEY, True) or trial_id in self._completed_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        ot_trial = self._ot_trials[trial_id]
+        step = result.get("training_iteration")
+        value = result.get(self.metric)
+        if value is not None and step is not None:
+            with warnings.catch_warnings():  # the step is usually reported already: Optuna ignores it
+                warnings.simplefilter("ignore")
+                ot_trial.report(value, step)
+        try:
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+        except Exception as exc:  # e.g. the study was told already after a restore
+            logger.warning("could not mark trial %s pruned: %s", trial_id, exc)
+        self._completed_trials.add(trial_id)
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler named in a space file, seeded."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        # CMA-ES samples only numeric params; categorical ones fall back to independent random.
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    raise ValueError(f"unknown sampler {name!r}")

@@ -1,0 +1,372 @@
+"""Search spaces as YAML: schema, validation and the Optuna define-by-run function.
+
+A space file has these top-level sections (all but ``params`` optional)::
+
+    name: cpu                  # experiment name prefix (default: the file's stem)
+    data: data/fer2013.csv     # used when --data is not given
+    metric: val_accuracy       # val_accuracy (max) | val_loss (min)
+    search:    {sampler: tpe, seed: 0, num_samples: 8, max_concurrent: 1,
+                scheduler: asha, grace_period: 1, reduction_factor: 3, max_failures: 0}
+    resources: {cpus_per_trial: auto, gpus_per_trial: auto, trials_per_gpu: 4}
+    retrain:   {epochs: 20, seeds: [0], train_on_public: false, tta: true}
+    params:                    # any fer_models.TrainConfig field: a fixed value or a distribution
+      backbone:   {choice: [resnet18, mobilenetv3_small_100]}
+      lr:         {loguniform: [1.0e-4, 1.0e-2]}
+      dropout:    {uniform: [0.0, 0.5], step: 0.1}     # step = q-step
+      input_size: {int: [48, 96], step: 16}            # int range; log: true also allowed
+      epochs: 6                                        # fixed value
+
+``input_size`` is conditional on ``backbone``: an int range starts at each backbone's minimum
+(inception_v3: 75), so Optuna never proposes an input the backbone refuses; a file whose fixed
+size or size choices are below a chosen backbone's minimum is rejected.
+
+Example:
+    >>> from search.space import load_space
+    >>> space = load_space("spaces/smoke.yaml")  # doctest: +SKIP
+    >>> space.search.num_samples  # doctest: +SKIP
+    4
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fer_models.config import TrainConfig
+from fer_models.models import ModelConfigError, check_backbone, min_input_size
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
+SCHEDULERS = ("asha", "none")
+METRICS = {"val_accuracy": "max", "val_loss": "min"}
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
+
+
+class SpaceError(ValueError):
+    """An invalid search-space file. The message names the file and the key."""
+
+
+@dataclass
+class SearchSettings:
+    sampler: str = "tpe"
+    seed: int = 0
+    num_samples: int = 8
+    max_concurrent: int = 1
+    scheduler: str = "asha"
+    grace_period: int = 1
+    reduction_factor: int = 3
+    max_failures: int = 0            # retries per trial for infrastructure failures
+    checkpoint: bool = True          # a checkpoint per epoch (needed to resume a trial)
+
+
+@dataclass
+class Resources:
+    cpus_per_trial: Any = "auto"     # auto: all CPUs / max_concurrent (no GPU) or 1 (with GPU)
+    gpus_per_trial: Any = "auto"     # auto: 1 / trials_per_gpu when the cluster has GPUs, else 0
+    trials_per_gpu: int = 4
+
+
+@dataclass
+class RetrainSettings:
+    epochs: int = 0                  # 0: the winner's own epochs
+    seeds: list = field(default_factory=lambda: [0])
+    train_on_public: bool = False
+    tta: bool = True                 # also report ten-crop+flip accuracy (beside the plain one)
+
+
+@dataclass
+class Param:
+    name: str
+    kind: str                        # fixed | choice | uniform | loguniform | int
+    value: Any = None                # fixed value, or the choices list
+    low: float | int | None = None
+    high: float | int | None = None
+    step: float | int | None = None
+    log: bool = False
+
+
+@dataclass
+class SearchSpace:
+    path: Path
+    name: str
+    data: str | None
+    metric: str
+    mode: str
+    search: SearchSettings
+    resources: Resources
+    retrain: RetrainSettings
+    params: dict[str, Param]
+
+    @property
+    def max_epochs(self) -> int:
+        p = self.params.get("epochs")
+        if p is None:
+            return TrainConfig().epochs
+        return int(p.value if p.kind == "fixed" else (max(p.value) if p.kind == "choice" else p.high))
+
+    def backbones(self) -> list[str]:
+        p = self.params.get("backbone")
+        if p is None:
+            return [TrainConfig().backbone]
+        return list(p.value) if p.kind == "choice" else [p.value]
+
+    def fixed(self) -> dict[str, Any]:
+        return {k: p.value for k, p in self.params.items() if p.kind == "fixed"}
+
+    def suggest(self, trial) -> dict[str, Any]:
+        """Optuna define-by-run: suggests every distribution, returns the fixed values."""
+        backbone = self.params.get("backbone")
+        if backbone is not None and backbone.kind == "choice":
+            chosen = trial.suggest_categorical("backbone", backbone.value)
+        else:
+            chosen = self.backbones()[0]
+        for p in self.params.values():
+            if p.kind == "fixed" or p.name == "backbone":
+                continue
+            if p.kind == "choice":
+                trial.suggest_categorical(p.name, p.value)
+            elif p.kind == "int":
+                low = p.low
+                if p.name == "input_size":  # conditional: start at this backbone's minimum
+                    low = _round_up_to_step(max(p.low, min_input_size(chosen)), p.low, p.step or 1)
+                trial.suggest_int(p.name, int(low), int(p.high), step=int(p.step or 1), log=p.log)
+            else:
+                trial.suggest_float(p.name, float(p.low), float(p.high), step=p.step,
+                                    log=p.kind == "loguniform")
+        return self.fixed()
+
+
+def _round_up_to_step(value: int, origin: int, step: int) -> int:
+    return origin + math.ceil((value - origin) / step) * step
+
+
+# --- loading and validation --------------------------------------------------------------------
+
+_SECTIONS = {"name", "data", "metric", "search", "resources", "retrain", "params"}
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read and validate a space file; raises SpaceError naming the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpaceError(f"{path}: no such search-space file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpaceError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise SpaceError(f"{path}: expected a mapping with a 'params' section, got "
+                         f"{type(raw).__name__}")
+    err = lambda key, msg: SpaceError(f"{path}: {key}: {msg}")  # noqa: E731
+    _reject_unknown(raw, _SECTIONS, "", err)
+    if not isinstance(raw.get("params"), dict) or not raw["params"]:
+        raise err("params", "required: a mapping of TrainConfig fields to values or distributions")
+    metric = raw.get("metric", "val_accuracy")
+    if metric not in METRICS:
+        raise err("metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
+    search = _section(raw, "search", SearchSettings, err)
+    resources = _section(raw, "resources", Resources, err)
+    retrain = _section(raw, "retrain", RetrainSettings, err)
+    _check_settings(search, resources, retrain, err)
+    params = {name: _param(name, spec, err) for name, spec in raw["params"].items()}
+    _check_params(params, err)
+    space = SearchSpace(path=path, name=str(raw.get("name") or path.stem),
+                        data=raw.get("data"), metric=metric, mode=METRICS[metric],
+                        search=search, resources=resources, retrain=retrain, params=params)
+    _check_backbones(space, err)
+    return space
+
+
+def _reject_unknown(mapping: dict, known, prefix: str, err) -> None:
+    for key in mapping:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+            raise err(f"{prefix}{key}", f"unknown key{hint}")
+
+
+def _section(raw: dict, name: str, cls, err):
+    values = raw.get(name) or {}
+    if not isinstance(values, dict):
+        raise err(name, f"must be a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _reject_unknown(values, fields, f"{name}.", err)
+    defaults = cls()
+    for key, value in values.items():
+        expected = type(getattr(defaults, key))
+        if expected is str and getattr(defaults, key) == "auto":  # 'auto' or a number
+            if value != "auto" and not _is_number(value):
+                raise err(f"{name}.{key}", f"must be 'auto' or a number, got {value!r}")
+            continue
+        if not _matches(value, expected):
+            raise err(f"{name}.{key}", f"must be {expected.__name__}, got {value!r}")
+    return cls(**values)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _matches(value, expected: type) -> bool:
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return _is_number(value)
+    return isinstance(value, expected)
+
+
+def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSettings, err) -> None:
+    if search.sampler not in SAMPLERS:
+        raise err("search.sampler", f"unknown sampler {search.sampler!r}; one of {', '.join(SAMPLERS)}")
+    if search.scheduler not in SCHEDULERS:
+        raise err("search.scheduler", f"unknown scheduler {search.scheduler!r}; one of {', '.join(SCHEDULERS)}")
+    for key in ("num_samples", "max_concurrent", "grace_period"):
+        if getattr(search, key) < 1:
+            raise err(f"search.{key}", f"must be >= 1, got {getattr(search, key)}")
+    if search.reduction_factor < 2:
+        raise err("search.reduction_factor", f"must be >= 2, got {search.reduction_factor}")
+    if search.max_failures < 0:
+        raise err("search.max_failures", "must be >= 0")
+    for key in ("cpus_per_trial", "gpus_per_trial"):
+        v = getattr(res, key)
+        if v != "auto" and v < 0:
+            raise err(f"resources.{key}", f"must be >= 0, got {v}")
+    if res.trials_per_gpu < 1:
+        raise err("resources.trials_per_gpu", "must be >= 1")
+    if retrain.epochs < 0:
+        raise err("retrain.epochs", "must be >= 0 (0 = the winner's own epochs)")
+    if not retrain.seeds or not all(_matches(s, int) for s in retrain.seeds):
+        raise err("retrain.seeds", f"must be a non-empty list of integers, got {retrain.seeds!r}")
+
+
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+_NOT_TUNABLE = {"extra", "device"}
+
+
+def _param(name: str, spec, err) -> Param:
+    key = f"params.{name}"
+    if name not in _FIELD_TYPES or name in _NOT_TUNABLE:
+        _reject_unknown({name: None}, set(_FIELD_TYPES) - _NOT_TUNABLE, "params.", err)
+    ftype = _FIELD_TYPES[name]
+    if not isinstance(spec, dict):
+        _check_value(key, spec, ftype, err)
+        return Param(name, "fixed", value=spec)
+    kinds = [k for k in spec if k in DISTRIBUTIONS]
+    if len(kinds) != 1:
+        raise err(key, f"a distribution needs exactly one of {', '.join(DISTRIBUTIONS)}; got keys "
+                       f"{', '.join(map(str, spec)) or 'none'}")
+    kind = kinds[0]
+    _reject_unknown({k: v for k, v in spec.items() if k != kind}, {"step", "log"}, f"{key}.", err)
+    bounds = spec[kind]
+    if kind == "choice":
+        if not isinstance(bounds, list) or not bounds:
+            raise err(f"{key}.choice", "must be a non-empty list")
+        for v in bounds:
+            _check_value(f"{key}.choice", v, ftype, err)
+        if len(set(map(repr, bounds))) != len(bounds):
+            raise err(f"{key}.choice", f"has duplicate values: {bounds}")
+        if "step" in spec or "log" in spec:
+            raise err(key, "step/log apply to ranges, not choice")
+        return Param(name, "choice", value=list(bounds))
+    if ftype not in ("int", "float"):
+        raise err(key, f"{name} is {ftype}: use a fixed value or choice, not {kind}")
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) for b in bounds)):
+        raise err(f"{key}.{kind}", f"must be [low, high] numbers, got {bounds!r}")
+    low, high = bounds
+    if not low < high:
+        raise err(f"{key}.{kind}", f"empty or inverted range: low {low} must be < high {high}")
+    if kind == "int" and not (isinstance(low, int) and isinstance(high, int)):
+        raise err(f"{key}.int", f"bounds must be integers, got {bounds}")
+    if ftype == "int" and kind != "int":
+        raise err(key, f"{name} is an integer: use int: [low, high]")
+    if kind == "loguniform" and low <= 0:
+        raise err(f"{key}.loguniform", f"low must be > 0, got {low}")
+    step = spec.get("step")
+    if step is not None and (not _is_number(step) or step <= 0 or step > high - low):
+        raise err(f"{key}.step", f"must be a number in (0, high - low], got {step!r}")
+    if step is not None and kind == "loguniform":
+        raise err(f"{key}.step", "a q-step cannot be combined with loguniform")
+    if kind == "int" and step is not None and not isinstance(step, int):
+        raise err(f"{key}.step", f"must be an integer for int ranges, got {step!r}")
+    log = spec.get("log", False)
+    if not isinstance(log, bool) or (log and kind != "int"):
+        raise err(f"{key}.log", "log: true is for int ranges (use loguniform for floats)")
+    if log and step not in (None, 1):
+        raise err(f"{key}.log", "log: true cannot be combined with a step")
+    if ftype == "float" and _NONNEGATIVE.get(name) and low < 0:
+        raise err(f"{key}.{kind}", f"{name} cannot be negative, got low {low}")
+    return Param(name, kind, low=low, high=high, step=step, log=log)
+
+
+_NONNEGATIVE = {n: True for n in ("dropout", "drop_path", "lr", "weight_decay", "label_smoothing",
+                                  "grad_clip", "translate", "rotate", "scale", "erase_prob",
+                                  "hflip", "warmup_epochs", "min_lr", "momentum")}
+_UNIT_INTERVAL = ("dropout", "drop_path", "label_smoothing", "hflip", "erase_prob", "erase_max_area")
+
+
+def _check_value(key: str, value, ftype: str, err) -> None:
+    ok = {"int": lambda v: _matches(v, int), "float": _is_number, "bool": lambda v: isinstance(v, bool),
+          "str": lambda v: isinstance(v, str),
+          "str | None": lambda v: v is None or isinstance(v, str)}.get(ftype, lambda v: True)
+    if not ok(value):
+        raise err(key, f"must be {ftype}, got {value!r} ({type(value).__name__})")
+
+
+def _check_params(params: dict[str, Param], err) -> None:
+    for name in _UNIT_INTERVAL:
+        p = params.get(name)
+        if p is None:
+            continue
+        values = [p.value] if p.kind == "fixed" else (p.value if p.kind == "choice" else [p.low, p.high])
+        if any(not 0 <= v <= 1 for v in values):
+            raise err(f"params.{name}", f"must lie in [0, 1], got {values}")
+    for name in ("epochs", "batch_size", "input_size"):
+        p = params.get(name)
+        if p is None:
+            continue
+        values = [p.value] if p.kind == "fixed" else (p.value if p.kind == "choice" else [p.low])
+        if any(v < 1 for v in values):
+            raise err(f"params.{name}", f"must be >= 1, got {values}")
+    for name in ("scheduler",):
+        p = params.get(name)
+        values = [] if p is None else ([p.value] if p.kind == "fixed" else p.value)
+        bad = [v for v in values if v not in ("cosine", "plateau", "none")]
+        if bad:
+            raise err(f"params.{name}", f"unknown scheduler {bad[0]!r}; cosine, plateau or none")
+    p = params.get("optimizer")
+    if p is not None:
+        from timm.optim import list_optimizers
+
+        known = set(list_optimizers())
+        for v in ([p.value] if p.kind == "fixed" else p.value):
+            if v.lower() not in known:
+                close = difflib.get_close_matches(v, sorted(known), n=2)
+                raise err("params.optimizer", f"unknown timm optimizer {v!r}"
+                          + (f"; did you mean {', '.join(close)}?" if close else ""))
+
+
+def _check_backbones(space: SearchSpace, err) -> None:
+    key = "params.backbone"
+    for b in space.backbones():
+        try:
+            check_backbone(b)
+        except ModelConfigError as e:
+            raise err(key, str(e)) from None
+    size = space.params.get("input_size") or Param("input_size", "fixed", value=TrainConfig().input_size)
+    for b in space.backbones():
+        smallest = min_input_size(b)
+        if size.kind == "fixed" and size.value < smallest:
+            raise err("params.input_size", f"{size.value} px is below {b}'s minimum of {smallest} px")
+        if size.kind == "choice" and min(size.value) < smallest:
+            raise err("params.input_size", f"choice {size.value} includes sizes below {b}'s minimum "
+                      f"of {smallest} px; use an int range (int: [low, high], step: N), which "
+                      "starts at each backbone's minimum, or drop the small sizes")
+        if size.kind in ("int",) and size.high < smallest:
+            raise err("params.input_size", f"range tops out at {size.high} px, below {b}'s "
+                      f"minimum of {smallest} px")

@@ -1,0 +1,49 @@
+"""One Ray Tune trial: build a TrainConfig from the sampled config and train it, reporting each
+epoch. Runs on any node: everything it reads comes through Ray (the dataset via the object
+store, the resume state via Tune's checkpoint), never from a path on the driver's machine."""
+from __future__ import annotations
+
+import tempfile
+
+import torch
+from ray import tune
+
+from fer_models.checkpoint import load_state, save_state
+from fer_models.config import TrainConfig
+from fer_models.data import FER2013
+from fer_models.train import fit
+
+# Result keys the driver and the searcher read.
+FINISHED_KEY = "trial_finished"      # True on a trial's last epoch: it was not stopped early
+PRIVATE_ROWS_KEY = "private_test_rows_seen"
+
+
+def train_trial(config: dict, data: FER2013, threads: int = 1, checkpoint: bool = True) -> None:
+    """The Tune function trainable; ``data`` arrives via ``tune.with_parameters``."""
+    if data.private_test is not None:  # the driver must strip it; refuse to run otherwise
+        raise RuntimeError("PrivateTest must not be handed to search trials")
+    torch.set_num_threads(max(int(threads), 1))
+    cfg = TrainConfig.from_dict(config)
+    resume_state = None
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            resume_state = load_state(d)
+
+    def report(metrics: dict, get_state) -> None:
+        finished = metrics["epoch"] >= cfg.epochs
+        result = {**metrics, FINISHED_KEY: finished, PRIVATE_ROWS_KEY: 0,
+                  "train_rows": len(data.train), "public_test_rows": len(data.public_test)}
+        if not checkpoint:
+            tune.report(result)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            save_state(d, get_state())
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
+
+    result = fit(cfg, data, on_epoch=report, resume_state=resume_state)
+    if result.stopped_early and result.history:
+        # Early stopping by the trainer is a finished trial, not one ASHA cut short.
+        last = result.history[-1]
+        tune.report({**last, FINISHED_KEY: True, PRIVATE_ROWS_KEY: 0,
+                     "train_rows": len(data.train), "public_test_rows": len(data.public_test)})
