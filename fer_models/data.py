@@ -105,12 +105,17 @@ def _read_table(path: Path):
         try:  # pyarrow's multithreaded reader is 2x faster; the C engine names the bad line
             df = pd.read_csv(path, dtype=str, keep_default_na=False, engine="pyarrow")
         except Exception:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+            with warnings.catch_warnings():
+                # index_col=False: an extra field in the first row must not become an index;
+                # pandas only warns about it, which here is an error.
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                df = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty (expected a header 'emotion,pixels,Usage' "
                         "and one row per image)") from None
-    except pd.errors.ParserError as e:
-        raise DataError(f"{path}: malformed CSV: {e}".replace("\n", " ")) from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
+        raise _field_count_error(path) or DataError(
+            f"{path}: malformed CSV: {_short(str(e))}".replace("\n", " ")) from None
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
         raise DataError(f"{path}: cannot read the file ({e}); is the gzip file truncated?") from None
     except UnicodeDecodeError as e:
@@ -124,16 +129,46 @@ def _read_table(path: Path):
     return df
 
 
-def _line(row: int) -> int:
-    """CSV line number of a 0-based data row (line 1 is the header)."""
-    return row + 2
+def _field_count_error(path: Path) -> DataError | None:
+    """The first row whose field count differs from the header's (error path only)."""
+    import csv
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", errors="replace", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            for row in reader:
+                if row and len(row) != len(header):
+                    return DataError(f"{path} line {reader.line_num}: has {len(row)} fields, "
+                                     f"expected {len(header)} ({','.join(header)})")
+    except (OSError, EOFError, zlib.error, csv.Error):
+        return None
+    return None
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _line_numbers(path: Path) -> list[int]:
+    """Physical line number of each data row. The CSV readers skip blank lines, so row + 2 can
+    be wrong; only error messages need this, so the file is re-read only then."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", errors="replace") as f:
+        return [i for i, line in enumerate(f, start=1) if i > 1 and line.strip()]
 
 
 def _fail_rows(path: Path, rows: np.ndarray, what: str) -> DataError:
     rows = np.asarray(rows)
+    try:
+        lines = _line_numbers(path)
+        line = lambda r: lines[r] if r < len(lines) else r + 2  # noqa: E731
+    except (OSError, EOFError, zlib.error):
+        line = lambda r: r + 2  # noqa: E731
     more = f" ({len(rows) - 1} more row(s) like it, e.g. line(s) " \
-           f"{', '.join(str(_line(r)) for r in rows[1:4])})" if len(rows) > 1 else ""
-    return DataError(f"{path} line {_line(int(rows[0]))}: {what}{more}")
+           f"{', '.join(str(line(int(r))) for r in rows[1:4])})" if len(rows) > 1 else ""
+    return DataError(f"{path} line {line(int(rows[0]))}: {what}{more}")
 
 
 def _parse_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,10 +184,10 @@ def _parse_labels(path: Path, raw: np.ndarray) -> np.ndarray:
     import pandas as pd
 
     stripped = pd.Series(raw).str.strip()
-    ok = stripped.str.fullmatch(r"\d+").to_numpy()
+    ok = stripped.str.fullmatch(r"[0-9]{1,9}").to_numpy()  # ASCII digits; no int64 overflow
     if not ok.all():
         bad = np.flatnonzero(~ok)
-        raise _fail_rows(path, bad, f"emotion {raw[bad[0]]!r} is not an integer label 0..6")
+        raise _fail_rows(path, bad, f"emotion {_short(repr(raw[bad[0]]))} is not an integer label 0..6")
     labels = stripped.astype(np.int64).to_numpy()
     out = (labels < 0) | (labels >= len(EMOTIONS))
     if out.any():
@@ -167,7 +202,7 @@ def _parse_usage(path: Path, raw: np.ndarray) -> np.ndarray:
     codes = np.array([lookup.get(str(u).strip(), -1) for u in raw], dtype=np.int8)
     if (codes < 0).any():
         bad = np.flatnonzero(codes < 0)
-        raise _fail_rows(path, bad, f"Usage {raw[bad[0]]!r} is not one of {', '.join(SPLITS)}")
+        raise _fail_rows(path, bad, f"Usage {_short(repr(raw[bad[0]]))} is not one of {', '.join(SPLITS)}")
     return codes
 
 
@@ -180,7 +215,7 @@ def _parse_pixels(path: Path, raw: np.ndarray, n: int) -> np.ndarray:
     if values is None:  # a token numpy could not read: find and name it
         bad = np.array([i for i, row in enumerate(raw) if not _is_digit_row(row)])
         token = next(t for t in str(raw[bad[0]]).split() if not (t.isdigit() and t.isascii()))
-        raise _fail_rows(path, bad, f"pixel value {token!r} is not a non-negative integer")
+        raise _fail_rows(path, bad, f"pixel value {_short(repr(token), 40)} is not a non-negative integer")
     wrong = np.flatnonzero(counts != NUM_PIXELS)
     if len(wrong):
         raise _fail_rows(path, wrong, f"pixels has {counts[wrong[0]]} values, expected "
@@ -191,7 +226,8 @@ def _parse_pixels(path: Path, raw: np.ndarray, n: int) -> np.ndarray:
     if big.any():
         flat = np.flatnonzero(big)
         rows = np.unique(flat // NUM_PIXELS)
-        raise _fail_rows(path, rows, f"pixel value {values[flat[0]]} (pixel {flat[0] % NUM_PIXELS}) "
+        token = str(raw[flat[0] // NUM_PIXELS]).split()[flat[0] % NUM_PIXELS]  # as written
+        raise _fail_rows(path, rows, f"pixel value {_short(token, 40)} (pixel {flat[0] % NUM_PIXELS}) "
                                      "is outside 0..255")
     return values.astype(np.uint8).reshape(n, IMAGE_SIZE, IMAGE_SIZE)
 
@@ -202,7 +238,7 @@ def _parse_chunk(rows: np.ndarray) -> np.ndarray | None:
         # numpy warns (and stops early) at the first token it cannot read as an integer.
         warnings.simplefilter("error", DeprecationWarning)
         try:
-            values = np.fromstring(" ".join(rows), dtype=np.int32, sep=" ")  # noqa: NPY201
+            values = np.fromstring(" ".join(rows), dtype=np.int64, sep=" ")  # noqa: NPY201
         except (DeprecationWarning, ValueError):
             return None
     if any(not _is_digit_row(r) for r in rows if "-" in r or "+" in r):  # sign chars parse as ints

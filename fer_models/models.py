@@ -81,10 +81,33 @@ def min_input_size(backbone: str) -> int:
         return max(8, next(s for s in range(max(coarse - 7, 1), coarse + 1) if runs(s)))
 
 
+@functools.lru_cache(maxsize=None)
+def accepts_input_size(backbone: str, input_size: int) -> bool:
+    """Whether a forward pass at this size works, tried on the meta device (no compute).
+    Catches fixed-size models (ViT, MaxViT, ...) that only run at their native size."""
+    import timm
+
+    with torch.device("meta"):
+        try:
+            model = timm.create_model(backbone, pretrained=False, in_chans=1,
+                                      num_classes=NUM_CLASSES).eval()
+        except Exception:
+            return True  # cannot probe: let the real build decide
+        try:
+            with torch.no_grad():
+                model(torch.empty(1, 1, input_size, input_size))
+            return True
+        except Exception:
+            return False
+
+
 def check_input_size(backbone: str, input_size: int) -> None:
     smallest = min_input_size(backbone)
     if input_size < smallest:
         raise ModelConfigError(f"{backbone} needs input_size >= {smallest} px, got {input_size}")
+    if not accepts_input_size(backbone, input_size):
+        raise ModelConfigError(f"{backbone} does not run at input_size {input_size} px (a "
+                               "fixed-size model? try its native size)")
 
 
 def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_CLASSES,

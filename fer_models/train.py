@@ -164,8 +164,9 @@ def fit(cfg: TrainConfig, data: FER2013,
     validate = not cfg.train_on_public
     if cfg.scheduler == "plateau" and not validate:
         raise ValueError("scheduler 'plateau' needs a validation split; train_on_public leaves none")
-    images = torch.from_numpy(train.images).to(device)
-    labels = torch.from_numpy(train.labels).to(device)
+    # np.array copies: arrays from Ray's object store are read-only, which torch warns about.
+    images = torch.from_numpy(np.array(train.images)).to(device)
+    labels = torch.from_numpy(np.array(train.labels)).to(device)
     steps_per_epoch = max(len(images) // min(cfg.batch_size, len(images)), 1)
     optimizer, scheduler = build_optimizer(cfg, model, steps_per_epoch)
 
@@ -178,10 +179,15 @@ def fit(cfg: TrainConfig, data: FER2013,
         if scheduler is not None and resume_state.get("scheduler") is not None:
             scheduler.load_state_dict(resume_state["scheduler"])
         generator.set_state(resume_state["generator"])
+        torch.set_rng_state(resume_state["torch_rng"])  # dropout / drop_path draw from it
+        if "plateau" in resume_state and scheduler is not None:
+            # timm's plateau wrapper saves only 'best': the patience count lives in torch's.
+            scheduler.lr_scheduler.load_state_dict(resume_state["plateau"])
         start_epoch = int(resume_state["epoch"]) + 1
         num_updates = int(resume_state["num_updates"])
         history = list(resume_state.get("history", []))
         best.update({k: resume_state["best"][k] for k in ("val_accuracy", "val_loss", "epoch", "stale")})
+        best["weights"] = resume_state["best"].get("weights")
 
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -206,14 +212,15 @@ def fit(cfg: TrainConfig, data: FER2013,
         if scheduler is not None:
             scheduler.step(epoch, metrics.get("val_loss"))
         metrics["seconds"] = time.perf_counter() - t0
+        stopped_early = bool(cfg.early_stop_patience) and best["stale"] >= cfg.early_stop_patience
+        metrics["final_epoch"] = stopped_early or epoch == cfg.epochs  # lets callers mark the end
         history.append(metrics)
         if log:
             log(_format_epoch(metrics, cfg.epochs))
         if on_epoch is not None:
             on_epoch(metrics, lambda: _state(model, optimizer, scheduler, generator, epoch,
                                              num_updates, history, best))
-        if cfg.early_stop_patience and best["stale"] >= cfg.early_stop_patience:
-            stopped_early = True
+        if stopped_early:
             break
     if cfg.early_stop_patience and best["weights"] is not None:
         model.load_state_dict(best["weights"])  # restore the best-accuracy weights, as the seed did
@@ -221,11 +228,16 @@ def fit(cfg: TrainConfig, data: FER2013,
 
 
 def _state(model, optimizer, scheduler, generator, epoch, num_updates, history, best) -> dict:
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "generator": generator.get_state(), "epoch": epoch, "num_updates": num_updates,
-            "history": history,
-            "best": {k: best[k] for k in ("val_accuracy", "val_loss", "epoch", "stale")}}
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict() if scheduler is not None else None,
+             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+             "epoch": epoch, "num_updates": num_updates, "history": history,
+             "best": {k: best[k] for k in ("val_accuracy", "val_loss", "epoch", "stale")}}
+    if best.get("weights") is not None:  # only kept with early stopping, to restore at the end
+        state["best"]["weights"] = best["weights"]
+    if scheduler is not None and hasattr(scheduler, "lr_scheduler"):
+        state["plateau"] = scheduler.lr_scheduler.state_dict()
+    return state
 
 
 def _format_epoch(m: dict, epochs: int) -> str:

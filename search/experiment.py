@@ -7,18 +7,22 @@ from pathlib import Path
 
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 
 from fer_models.data import FER2013
 
 from .outputs import trials_table, write_best_yaml, write_json
 from .retrain import retrain_winner
+from .scheduler import ResumableASHA
+from .tbx_callback import SearchTBXLoggerCallback
 from .searcher import PrunedAwareOptunaSearch, make_sampler
 from .space import SearchSpace
 from .trainable import train_trial
 
 STUDY_NAME = "fer-search"
 JOURNAL_FILE = "optuna-journal.log"
+ASHA_STATE_FILE = "asha-rungs.json"
+RUN_FILE = "run.json"   # how the run was started: what --resume needs to continue it
 
 
 class AllTrialsFailed(RuntimeError):
@@ -60,23 +64,28 @@ def open_study_storage(experiment: Path):
     return JournalStorage(JournalFileBackend(str(experiment / JOURNAL_FILE)))
 
 
-def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: dict) -> tune.Tuner:
+def build_trainable(space: SearchSpace, data: FER2013, resources: dict, trial_fn=train_trial):
+    trainable = tune.with_parameters(
+        trial_fn, data=data.without_private_test(),  # trials never receive PrivateTest
+        threads=max(int(resources["cpu"]), 1), checkpoint=space.search.checkpoint)
+    return tune.with_resources(trainable, resources)
+
+
+def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: dict,
+                verbose: int = 1, trial_fn=train_trial) -> tune.Tuner:
     searcher = PrunedAwareOptunaSearch(
         space=space.suggest, metric=space.metric, mode=space.mode,
         sampler=make_sampler(space.search.sampler, space.search.seed),
         study_name=STUDY_NAME, storage=open_study_storage(experiment))
     if space.search.scheduler == "asha":
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=space.max_epochs,
+        scheduler = ResumableASHA(experiment / ASHA_STATE_FILE,
+                                  time_attr="training_iteration", max_t=space.max_epochs,
                                   grace_period=min(space.search.grace_period, space.max_epochs),
                                   reduction_factor=space.search.reduction_factor)
     else:
         scheduler = FIFOScheduler()
-    trainable = tune.with_parameters(
-        train_trial, data=data.without_private_test(),  # trials never receive PrivateTest
-        threads=max(int(resources["cpu"]), 1), checkpoint=space.search.checkpoint)
-    trainable = tune.with_resources(trainable, resources)
     return tune.Tuner(
-        trainable,
+        build_trainable(space, data, resources, trial_fn),
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, metric=space.metric, mode=space.mode,
             num_samples=space.search.num_samples,
@@ -85,25 +94,34 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
             name=experiment.name, storage_path=str(experiment.parent),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # resume needs only the last
             failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
-            verbose=None))
+            # Replaces Ray's TBX logger: HParams sessions from trial start, failures marked.
+            callbacks=[SearchTBXLoggerCallback()],
+            verbose=verbose))
 
 
 def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, address=None,
-                   num_cpus=None, verbose: int = 1, command: str = "", started: float | None = None) -> dict:
+                   num_cpus=None, verbose: int = 1, command: str = "", started: float | None = None,
+                   resume: bool = False, retrain_only: bool = False) -> dict:
+    """Run (or, with ``resume``, continue) the search in ``experiment``, then retrain and report.
+
+    ``retrain_only`` skips the search and retrains the best trial of a finished one.
+    """
     started = started or time.time()
     experiment.mkdir(parents=True, exist_ok=True)
     start_ray(address, num_cpus)
     resources = trial_resources(space)
-    print(f"experiment: {experiment}\n"
+    print(f"experiment: {experiment}{' (resumed)' if resume else ''}\n"
           f"  {space.search.num_samples} trials, sampler {space.search.sampler} "
           f"(seed {space.search.seed}), scheduler {space.search.scheduler}, "
           f"up to {space.max_epochs} epochs, {resources['cpu']} CPU / {resources['gpu']} GPU per trial\n"
           f"  watch it: tensorboard --logdir {experiment}", flush=True)
-    space_copy = experiment / "space.yaml"
-    space_copy.write_text(space.path.read_text())  # the resolved inputs, beside the results
-
-    tuner = build_tuner(space, data, experiment, resources)
-    results = tuner.fit()
+    if resume:
+        tuner = tune.Tuner.restore(str(experiment), trainable=build_trainable(space, data, resources),
+                                   resume_unfinished=True, resume_errored=False)
+        results = tuner.get_results() if retrain_only else tuner.fit()
+    else:
+        tuner = build_tuner(space, data, experiment, resources, verbose)
+        results = tuner.fit()
     return finish_experiment(space, data, experiment, results, command=command,
                              started=started, resources=resources)
 
@@ -115,7 +133,8 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
     ok = table[table["status"] != "failed"]
     if ok.empty or ok["best_val_accuracy"].isna().all():
         reasons = "; ".join(f"{r.trial_id}: {r.error}" for r in table.itertuples())
-        raise AllTrialsFailed(f"all {len(table)} trials failed, nothing to retrain ({reasons}); "
+        noun = "trial" if len(table) == 1 else "trials"
+        raise AllTrialsFailed(f"all {len(table)} {noun} failed, nothing to retrain ({reasons}); "
                               f"see {experiment / 'trials.csv'}")
     # The winner by the search metric on PublicTest (best epoch of each trial).
     key = "best_val_accuracy" if space.mode == "max" else "best_val_loss"
@@ -149,7 +168,21 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
         "wall_seconds": round(time.time() - started, 1),
     }
     write_json(experiment / "summary.json", summary)
+    write_report_safely(experiment)
     return {"summary": summary, "metrics": metrics, "table": table}
+
+
+def write_report_safely(experiment: Path) -> None:
+    """TensorBoard logs of the retrain and report.md; a plotting failure must not lose the run."""
+    from .report import log_retrain_tensorboard, write_report
+
+    for step, what in ((log_retrain_tensorboard, "the retrain's TensorBoard logs"),
+                       (write_report, "report.md")):
+        try:
+            path = step(experiment)
+            print(f"{what}: {path}", flush=True)
+        except Exception as e:  # the results are already on disk; say what failed and go on
+            print(f"warning: could not write {what}: {type(e).__name__}: {e}", flush=True)
 
 
 def _is_missing(v) -> bool:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -38,14 +39,22 @@ def trials_table(results, space) -> pd.DataFrame:
             "last_val_accuracy": float(history["val_accuracy"].iloc[-1]) if has_val else math.nan,
             "seconds": float(history["time_total_s"].max()) if "time_total_s" in history else 0.0,
             "node_ip": (r.metrics or {}).get("node_ip", ""),
+            "node_id": (r.metrics or {}).get("node_id", ""),
             "private_test_rows_seen": int(history.get("private_test_rows_seen", pd.Series([0])).max()),
         }
         row.update({f"config/{k}": v for k, v in sorted(r.config.items())})
         rows.append(row)
+        row["_order"] = _creation_index(r.path)
     table = pd.DataFrame(rows)
-    if not table.empty:  # trial order = creation order (Tune's ids end in a counter)
-        table = table.sort_values("trial_id", key=lambda s: s.str.rsplit("_", n=1).str[-1])
-    return table.reset_index(drop=True)
+    if not table.empty:  # creation order: Tune numbers trial folders, its ids are hashes
+        table = table.sort_values("_order", kind="stable")
+    return table.drop(columns="_order", errors="ignore").reset_index(drop=True)
+
+
+def _creation_index(path) -> int:
+    """The counter in a trial folder's name: train_trial_<hash>_<counter>_<params>."""
+    match = re.match(r"[A-Za-z_]+?_[0-9a-f]{5,}_(\d+)", Path(str(path)).name)
+    return int(match.group(1)) if match else 1 << 30
 
 
 def error_reason(error: BaseException) -> str:

@@ -39,10 +39,14 @@ def retrain_one(config: dict, data: FER2013, threads: int, tta: bool) -> dict:
 
 
 def retrain_resources() -> dict:
-    total = ray.cluster_resources()
-    if total.get("GPU", 0) > 0:
-        return {"num_gpus": 1, "num_cpus": min(4, max(int(total.get("CPU", 1)) // 2, 1))}
-    return {"num_gpus": 0, "num_cpus": max(int(total.get("CPU", 1)), 1)}
+    """One task's resources must fit on a single node: a request no node can hold waits forever."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    gpu_nodes = [r for r in nodes if r.get("GPU", 0) >= 1]
+    if gpu_nodes:
+        node_cpus = max(int(r.get("CPU", 0)) for r in gpu_nodes)
+        return {"num_gpus": 1, "num_cpus": max(1, min(4, node_cpus // 2))}
+    node_cpus = max((int(r.get("CPU", 0)) for r in nodes), default=1)
+    return {"num_gpus": 0, "num_cpus": max(node_cpus, 1)}
 
 
 def retrain_winner(space, data: FER2013, best_config: dict, model_dir: Path) -> dict:
@@ -69,6 +73,7 @@ def retrain_winner(space, data: FER2013, best_config: dict, model_dir: Path) -> 
     import json
 
     (model_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
+    (model_dir / "history.json").write_text(json.dumps(first["history"], indent=2))
     accs = [o["metrics"]["accuracy"] for o in outs]
     metrics = dict(first["metrics"])
     metrics.update(

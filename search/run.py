@@ -6,6 +6,7 @@ before Ray starts, and reported in one line with exit code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -38,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m search.run spaces/inception.yaml --address auto   # on a Ray cluster\n"
                "  tensorboard --logdir results/            # watch trials while they run",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("space", help="search-space YAML file (see spaces/README.md)")
+    p.add_argument("space", nargs="?", help="search-space YAML file (see spaces/README.md)")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted experiment in DIR "
+                   "(finished trials are kept; the same space, data and overrides are used)")
+    p.add_argument("--retrain-only", action="store_true",
+                   help="with --resume: skip the search, retrain its best trial and report")
     p.add_argument("--data", help=f"fer2013.csv(.gz) or image-folder root; default: the space's "
                                   f"'data', else ${DATA_ENV}, else {DEFAULT_DATA}")
     p.add_argument("--output", default="results", help="results root folder (default: results/)")
@@ -80,24 +85,24 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     # 1. Everything that can be wrong with the input, before Ray or any compute starts.
     try:
-        if args.num_samples is not None and args.num_samples < 1:
-            raise UsageError(f"--num-samples must be >= 1, got {args.num_samples}")
-        if args.max_epochs is not None and args.max_epochs < 1:
-            raise UsageError(f"--max-epochs must be >= 1, got {args.max_epochs}")
-        if args.retrain_epochs is not None and args.retrain_epochs < 1:
-            raise UsageError(f"--retrain-epochs must be >= 1, got {args.retrain_epochs}")
-        if args.cpus is not None and args.cpus < 1:
-            raise UsageError(f"--cpus must be >= 1, got {args.cpus}")
-        space = load_space(args.space)
-        apply_overrides(space, args)
-        data_path = resolve_data_path(args.data, space)
-        output = Path(args.output).resolve()
-        name = args.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
-        experiment = output / name
-        if experiment.exists() and any(experiment.iterdir()):
-            raise UsageError(f"{experiment} already exists and is not empty; choose another --name "
-                             "(results already there are kept)")
-        _check_writable(output)
+        _check_numbers(args)
+        if args.resume:
+            space, data_path, experiment = _prepare_resume(args)
+        else:
+            if not args.space:
+                raise UsageError("give a SPACE.yaml file (or --resume DIR); see --help")
+            if args.retrain_only:
+                raise UsageError("--retrain-only needs --resume DIR")
+            space = load_space(args.space)
+            apply_overrides(space, vars(args))
+            data_path = resolve_data_path(args.data, space)
+            output = Path(args.output).resolve()
+            name = args.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
+            experiment = output / name
+            if experiment.exists() and any(experiment.iterdir()):
+                raise UsageError(f"{experiment} already exists and is not empty; choose another "
+                                 "--name, or continue it with --resume (results there are kept)")
+            _check_writable(output)
         print(f"Loading {data_path} ...", flush=True)
         data = load_fer2013(data_path)
     except (SpaceError, DataError, ModelConfigError, UsageError) as e:
@@ -105,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     print(f"data: Training {len(data.train)}, PublicTest {len(data.public_test)}, "
           f"PrivateTest {len(data.private_test)} (held out until the end)", flush=True)
+    if not args.resume:
+        _record_run(experiment, space, data_path, args, argv)
 
     # 2. The search.
     from .experiment import AllTrialsFailed, run_experiment
@@ -112,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outcome = run_experiment(space, data, experiment, address=args.address,
                                  num_cpus=args.cpus, verbose=args.verbose,
-                                 command=_command_line(argv), started=started)
+                                 command=_command_line(argv), started=started,
+                                 resume=bool(args.resume), retrain_only=args.retrain_only)
     except AllTrialsFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ALL_FAILED
@@ -121,15 +129,59 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def apply_overrides(space, args) -> None:
-    if args.num_samples is not None:
-        space.search.num_samples = args.num_samples
-    if args.seed is not None:
-        space.search.seed = args.seed
-    if args.retrain_epochs is not None:
-        space.retrain.epochs = args.retrain_epochs
-    if args.max_epochs is not None:
-        _cap_epochs(space, args.max_epochs)
+OVERRIDES = ("num_samples", "seed", "max_epochs", "retrain_epochs")
+
+
+def _check_numbers(args) -> None:
+    for key in ("num_samples", "max_epochs", "retrain_epochs", "cpus"):
+        value = getattr(args, key)
+        if value is not None and value < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+
+
+def apply_overrides(space, overrides: dict) -> None:
+    """Command-line values that replace the space's own (recorded in run.json for --resume)."""
+    if overrides.get("num_samples") is not None:
+        space.search.num_samples = overrides["num_samples"]
+    if overrides.get("seed") is not None:
+        space.search.seed = overrides["seed"]
+    if overrides.get("retrain_epochs") is not None:
+        space.retrain.epochs = overrides["retrain_epochs"]
+    if overrides.get("max_epochs") is not None:
+        _cap_epochs(space, overrides["max_epochs"])
+
+
+def _record_run(experiment: Path, space, data_path: Path, args, argv) -> None:
+    from .experiment import RUN_FILE
+
+    experiment.mkdir(parents=True, exist_ok=True)
+    (experiment / "space.yaml").write_text(space.path.read_text())  # the inputs, beside results
+    record = {"space_file": str(space.path), "data": str(Path(data_path).resolve()),
+              "overrides": {k: getattr(args, k) for k in OVERRIDES},
+              "address": args.address, "command": _command_line(argv)}
+    (experiment / RUN_FILE).write_text(json.dumps(record, indent=2))
+
+
+def _prepare_resume(args):
+    from .experiment import RUN_FILE
+
+    experiment = Path(args.resume).resolve()
+    run_file = experiment / RUN_FILE
+    if not run_file.is_file():
+        raise UsageError(f"{experiment} is not an experiment folder of this tool (no {RUN_FILE})")
+    if args.space:
+        raise UsageError("--resume takes the space from the experiment folder; drop SPACE")
+    record = json.loads(run_file.read_text())
+    space = load_space(experiment / "space.yaml")
+    apply_overrides(space, record["overrides"])
+    data_path = Path(args.data) if args.data else Path(record["data"])
+    if not data_path.exists():
+        raise DataError(f"{data_path} (the data this experiment was started with) does not "
+                        "exist; pass --data PATH")
+    if (experiment / "summary.json").exists() and not args.retrain_only:
+        raise UsageError(f"{experiment} already finished (summary.json exists); "
+                         "use --retrain-only to retrain again")
+    return space, data_path, experiment
 
 
 def _cap_epochs(space, cap: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 
+import ray
 import torch
 from ray import tune
 
@@ -30,10 +31,14 @@ def train_trial(config: dict, data: FER2013, threads: int = 1, checkpoint: bool 
         with ckpt.as_directory() as d:
             resume_state = load_state(d)
 
+    # Where the trial ran: several raylets can share one IP, so the node id, not node_ip.
+    where = {"node_id": ray.get_runtime_context().get_node_id()}
+    seen = {PRIVATE_ROWS_KEY: 0, "train_rows": len(data.train),
+            "public_test_rows": len(data.public_test)}
+
     def report(metrics: dict, get_state) -> None:
-        finished = metrics["epoch"] >= cfg.epochs
-        result = {**metrics, FINISHED_KEY: finished, PRIVATE_ROWS_KEY: 0,
-                  "train_rows": len(data.train), "public_test_rows": len(data.public_test)}
+        finished = bool(metrics["final_epoch"])  # the last epoch, or the trainer's early stop
+        result = {**metrics, FINISHED_KEY: finished, **seen, **where}
         if not checkpoint:
             tune.report(result)
             return
@@ -41,9 +46,4 @@ def train_trial(config: dict, data: FER2013, threads: int = 1, checkpoint: bool 
             save_state(d, get_state())
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
 
-    result = fit(cfg, data, on_epoch=report, resume_state=resume_state)
-    if result.stopped_early and result.history:
-        # Early stopping by the trainer is a finished trial, not one ASHA cut short.
-        last = result.history[-1]
-        tune.report({**last, FINISHED_KEY: True, PRIVATE_ROWS_KEY: 0,
-                     "train_rows": len(data.train), "public_test_rows": len(data.public_test)})
+    fit(cfg, data, on_epoch=report, resume_state=resume_state)

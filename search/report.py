@@ -1,0 +1,553 @@
+"""The end-of-run report and TensorBoard logs of an experiment folder.
+
+``search/experiment.py`` calls both at the end of a run; to redo them for a finished experiment:
+``python -m search.report results/<name>``.
+
+* :func:`log_retrain_tensorboard` writes ``retrain/`` (the winner's retrain, under the same tags as
+  Ray's trials so the curves overlay; PrivateTest confusion matrix as an image; an hparams session)
+  and the HParams additions of :mod:`search.tensorboard_logs`.
+* :func:`write_report` writes ``report.md`` and its PNGs beside it.
+
+Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot state, no display).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import statistics
+from pathlib import Path
+
+import pandas as pd
+
+from . import tensorboard_logs as tbl
+
+__all__ = ["log_retrain_tensorboard", "write_report"]
+
+REPORT_FILE = "report.md"
+FIGURES = {
+    "curves": "report_learning_curves.png",
+    "order": "report_trials_by_order.png",
+    "importance": "report_param_importance.png",
+    "confusion": "report_confusion_matrix.png",
+    "per_class": "report_per_class_accuracy.png",
+}
+MIN_IMPORTANCE_TRIALS = 3   # fewer: no importance is estimated, the report says why
+DPI = 110
+STYLE = {  # status -> line/marker style, shared by the figures
+    "completed": dict(color="#1f77b4", ls="-", marker="o", label="completed"),
+    "stopped_early": dict(color="#ff7f0e", ls="--", marker="v", label="stopped early by ASHA"),
+    "failed": dict(color="#d62728", ls=":", marker="X", label="failed"),
+}
+WINNER_COLOR = "#2ca02c"
+
+
+def log_retrain_tensorboard(experiment: Path) -> Path:
+    """TensorBoard events for the retrain in ``experiment/retrain/``, plus the HParams additions
+    (an experiment-level summary and the sessions Ray did not write). Returns the retrain run."""
+    experiment = Path(experiment)
+    metrics = _read_json(experiment / "metrics.json")
+    figures = {}
+    if metrics.get("confusion_matrix"):
+        figures["private_test/confusion_matrix"] = _confusion_figure(metrics, "PrivateTest")
+        if metrics.get("tta", {}).get("confusion_matrix"):
+            figures["private_test/confusion_matrix_tta"] = _confusion_figure(
+                metrics["tta"], "PrivateTest, ten-crop TTA")
+    run = tbl.write_retrain_run(experiment, figures)
+    tbl.write_hparams_overview(experiment)
+    return run
+
+
+def write_report(experiment: Path) -> Path:
+    """``experiment/report.md`` with its figures (PNG, beside it). Returns the report's path."""
+    experiment = Path(experiment)
+    summary = _read_json(experiment / "summary.json")
+    metrics = _read_json(experiment / "metrics.json")
+    table = tbl.read_trials(experiment)
+    table = _with_order(experiment, table)
+    winner_id = str(summary.get("best_trial") or _best_trial_id(table))
+    curves = _learning_curves(experiment, table)
+
+    figures, problems = {}, {}
+
+    def draw(key, fn, *args):
+        try:
+            fig = fn(*args)
+            if fig is None:
+                return
+            path = experiment / FIGURES[key]
+            fig.savefig(path, dpi=DPI)
+            figures[key] = path.name
+        except Exception as e:  # one figure must not cost the whole report
+            problems[key] = f"{type(e).__name__}: {e}"
+
+    draw("curves", _curves_figure, table, curves, winner_id, _asha_rungs(experiment, table))
+    draw("order", _order_figure, table, winner_id)
+    importance = _importance(experiment)
+    if importance.get("values"):
+        draw("importance", _importance_figure, importance)
+    if metrics.get("confusion_matrix"):
+        draw("confusion", _confusion_figure, metrics, "PrivateTest")
+    if metrics.get("per_class_accuracy"):
+        draw("per_class", _per_class_figure, metrics)
+
+    text = _markdown(experiment, summary, metrics, table, winner_id, importance, figures, problems)
+    path = experiment / REPORT_FILE
+    path.write_text(text)
+    return path
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _best_trial_id(table: pd.DataFrame) -> str:
+    ok = table[table["status"] != "failed"].dropna(subset=["best_val_accuracy"])
+    return str(ok.loc[ok["best_val_accuracy"].idxmax(), "trial_id"]) if not ok.empty else "?"
+
+
+def _with_order(experiment: Path, table: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``order`` (1, 2, ... in creation order, from Tune's folder counter) and ``folder``."""
+    dirs = tbl.trial_dirs(experiment, table["trial_id"])
+    table = table.copy()
+    table["folder"] = [str(dirs[t]) if t in dirs else "" for t in table["trial_id"]]
+    counters = [tbl.trial_counter(dirs[t], t) if t in dirs else None for t in table["trial_id"]]
+    if all(c is not None for c in counters) and len(set(counters)) == len(counters):
+        table["order"] = counters
+    else:
+        table["order"] = range(1, len(table) + 1)
+    return table.sort_values("order").reset_index(drop=True)
+
+
+def _learning_curves(experiment: Path, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """{trial_id: DataFrame(epoch, val_accuracy)} from each trial's progress.csv."""
+    out = {}
+    for row in table.itertuples():
+        if not row.folder:
+            continue
+        progress = Path(row.folder) / "progress.csv"
+        try:
+            df = pd.read_csv(progress)
+        except (OSError, pd.errors.EmptyDataError):
+            continue
+        if "val_accuracy" in df and "training_iteration" in df:
+            df = df[["training_iteration", "val_accuracy"]].dropna()
+            out[row.trial_id] = df.rename(columns={"training_iteration": "epoch"})
+    return out
+
+
+def _asha_rungs(experiment: Path, table: pd.DataFrame) -> list[int]:
+    try:
+        from .space import load_space
+
+        space = load_space(experiment / "space.yaml")
+    except Exception:
+        return []
+    if space.search.scheduler != "asha":
+        return []
+    top = int(table["epochs"].max()) if len(table) else 0
+    rungs, r = [], max(int(space.search.grace_period), 1)
+    while r < top:
+        rungs.append(r)
+        r *= max(int(space.search.reduction_factor), 2)
+    return rungs
+
+
+def _importance(experiment: Path) -> dict:
+    """Optuna's fANOVA importances on the study, or why there are none.
+
+    COMPLETE trials are used when there are at least MIN_IMPORTANCE_TRIALS; otherwise ASHA-stopped
+    (PRUNED) trials join, scored by their last reported epoch, and the result says so.
+    """
+    journal = experiment / "optuna-journal.log"
+    if not journal.is_file():
+        return {"note": f"no Optuna study ({journal.name} is missing)."}
+    try:
+        import optuna
+        from optuna.trial import TrialState
+
+        from .experiment import STUDY_NAME, open_study_storage
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.load_study(study_name=STUDY_NAME, storage=open_study_storage(experiment))
+        complete = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None]
+        pruned = [t for t in study.trials
+                  if t.state == TrialState.PRUNED and t.intermediate_values]
+        counts = f"{len(complete)} COMPLETE, {len(pruned)} PRUNED (ASHA-stopped)"
+        if len(complete) >= MIN_IMPORTANCE_TRIALS:
+            used, basis = complete, f"the {len(complete)} COMPLETE trials"
+        elif len(complete) + len(pruned) >= MIN_IMPORTANCE_TRIALS:
+            used = complete + [optuna.trial.create_trial(
+                params=t.params, distributions=t.distributions,
+                value=t.intermediate_values[max(t.intermediate_values)]) for t in pruned]
+            basis = (f"{len(complete)} COMPLETE trials plus {len(pruned)} PRUNED (ASHA-stopped) "
+                     "trials scored by their **last reported epoch** (a lower budget than the "
+                     "completed ones: indicative only)")
+        else:
+            return {"note": f"too few trials to estimate importances ({counts}; at least "
+                            f"{MIN_IMPORTANCE_TRIALS} with a value are needed)."}
+        varying = sorted({k for t in used for k in t.params
+                          if len({json.dumps(u.params.get(k), default=str) for u in used}) > 1})
+        if not varying:
+            return {"note": f"no searched hyperparameter varies across the trials ({counts})."}
+        tmp = optuna.create_study(directions=study.directions)
+        tmp.add_trials(used)
+        evaluator, method = _importance_evaluator()
+        values = optuna.importance.get_param_importances(tmp, evaluator=evaluator)
+        return {"values": dict(values), "basis": basis, "counts": counts, "method": method,
+                "mixed": len(complete) < MIN_IMPORTANCE_TRIALS}
+    except Exception as e:
+        return {"note": f"importances could not be computed: {type(e).__name__}: {e}"}
+
+
+def _importance_evaluator():
+    """fANOVA (Optuna's default) when scikit-learn is installed, else PED-ANOVA (numpy only)."""
+    import optuna
+
+    try:
+        import sklearn  # noqa: F401  (fANOVA's random forest)
+
+        return optuna.importance.FanovaImportanceEvaluator(seed=0), "fANOVA, seed 0"
+    except ImportError:
+        return (optuna.importance.PedAnovaImportanceEvaluator(),
+                "PED-ANOVA: how much each hyperparameter matters for reaching the top 10% of "
+                "trials; Optuna's default fANOVA needs scikit-learn, which is not installed")
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+def _figure(w: float, h: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _status_handles(table, winner_id):
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for status, st in STYLE.items():
+        n = int((table["status"] == status).sum())
+        if n:
+            handles.append(Line2D([], [], color=st["color"], ls=st["ls"], marker=st["marker"],
+                                  label=f"{st['label']} ({n})"))
+    handles.append(Line2D([], [], color=WINNER_COLOR, lw=3, marker="*", ms=12,
+                          label=f"winner {winner_id}"))
+    return handles
+
+
+def _curves_figure(table, curves, winner_id, rungs):
+    fig = _figure(8, 5)
+    ax = fig.add_subplot()
+    for rung in rungs:
+        ax.axvline(rung, color="0.85", lw=1, zorder=0)
+    for row in table.itertuples():
+        df = curves.get(row.trial_id)
+        if df is None or df.empty:
+            continue
+        st = STYLE.get(row.status, STYLE["failed"])
+        win = row.trial_id == winner_id
+        ax.plot(df["epoch"], df["val_accuracy"], color=WINNER_COLOR if win else st["color"],
+                ls="-" if win else st["ls"], lw=3 if win else 1.4, alpha=1 if win else 0.8,
+                zorder=3 if win else 2)
+        # the end of each curve: where ASHA stopped it, or where it failed
+        ax.plot(df["epoch"].iloc[-1:], df["val_accuracy"].iloc[-1:], ls="none",
+                marker=st["marker"], color=st["color"], ms=7, zorder=4)
+        if win:
+            best = df.loc[df["val_accuracy"].idxmax()]
+            ax.plot([best["epoch"]], [best["val_accuracy"]], marker="*", ms=16,
+                    color=WINNER_COLOR, mec="k", zorder=5)
+    handles = _status_handles(table, winner_id)
+    if rungs:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="0.8", lw=1, label="ASHA rungs"))
+    ax.legend(handles=handles, loc="best", fontsize=9)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("PublicTest accuracy")
+    ax.set_title("Learning curves of all trials (PublicTest accuracy per epoch)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _order_figure(table, winner_id):
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    acc = table["best_val_accuracy"]
+    floor = (acc.min() if acc.notna().any() else 0.0)
+    span = (acc.max() - floor) if acc.notna().any() else 1.0
+    fail_y = floor - 0.08 * (span or 0.1)
+    running = acc.where(table["status"] != "failed").cummax()
+    ax.step(table["order"], running, where="post", color="0.5", lw=1.2, label="best so far")
+    for status, st in STYLE.items():
+        sel = table[table["status"] == status]
+        if sel.empty:
+            continue
+        y = [fail_y] * len(sel) if status == "failed" else sel["best_val_accuracy"]
+        y = [fail_y if (isinstance(v, float) and math.isnan(v)) else v for v in y]
+        ax.scatter(sel["order"], y, marker=st["marker"], color=st["color"], s=50, zorder=3,
+                   label=f"{st['label']} ({len(sel)})")
+    win = table[table["trial_id"] == winner_id]
+    if not win.empty:
+        ax.scatter(win["order"], win["best_val_accuracy"], marker="*", s=300, color=WINNER_COLOR,
+                   edgecolor="k", zorder=4, label=f"winner {winner_id}")
+    if (table["status"] == "failed").any():
+        ax.axhline(fail_y, color=STYLE["failed"]["color"], lw=0.6, ls=":")
+        ax.annotate("failed", (table["order"].min(), fail_y), xytext=(0, 4),
+                    textcoords="offset points", color=STYLE["failed"]["color"], fontsize=8)
+    if len(table) <= 20:
+        ax.set_xticks(table["order"], [f"{o}\n{t}" for o, t in zip(table["order"], table["trial_id"])],
+                      fontsize=7)
+    ax.set_xlabel("trial (creation order)")
+    ax.set_ylabel("best PublicTest accuracy")
+    ax.set_title("Best PublicTest accuracy by trial order")
+    ax.legend(loc="best", fontsize=9)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _importance_figure(importance):
+    values = importance["values"]
+    names = list(values)[::-1]
+    fig = _figure(7, max(3.0, 0.5 * len(names) + 1.5))
+    ax = fig.add_subplot()
+    bars = ax.barh(names, [values[n] for n in names],
+                   color="#9467bd" if importance.get("mixed") else "#1f77b4")
+    ax.bar_label(bars, fmt="%.3f", padding=3, fontsize=8)
+    ax.set_xlim(0, max(max(values.values()) * 1.2, 0.05))
+    ax.set_xlabel(f"importance ({importance['method'].split(':')[0].split(',')[0]}, normalised)")
+    title = "Hyperparameter importance"
+    if importance.get("mixed"):
+        title += "\n(includes ASHA-stopped trials at their last epoch)"
+    ax.set_title(title)
+    return fig
+
+
+def _confusion_figure(metrics: dict, title: str):
+    import numpy as np
+
+    from fer_models.data import EMOTIONS
+
+    cm = np.asarray(metrics["confusion_matrix"], dtype=float)
+    labels = list(EMOTIONS)[:len(cm)]
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    fig = _figure(7.5, 6.5)
+    ax = fig.add_subplot()
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(cm)):
+        for j in range(len(cm)):
+            ax.text(j, i, f"{int(cm[i, j])}\n{norm[i, j]:.0%}", ha="center", va="center",
+                    fontsize=8, color="white" if norm[i, j] > 0.55 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), [f"{l}\nn={int(n)}" for l, n in zip(labels, rows[:, 0])])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title} confusion matrix (rows normalised; counts)\n"
+                 f"accuracy {metrics['accuracy']:.4f}, n={metrics['n']}")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
+    return fig
+
+
+def _per_class_figure(metrics: dict):
+    import numpy as np
+
+    names = list(metrics["per_class_accuracy"])
+    support = np.asarray(metrics["confusion_matrix"]).sum(axis=1) if metrics.get("confusion_matrix") \
+        else [None] * len(names)
+    series = [("plain", metrics["per_class_accuracy"], metrics["accuracy"], "#1f77b4")]
+    if metrics.get("tta", {}).get("per_class_accuracy"):
+        series.append(("ten-crop TTA", metrics["tta"]["per_class_accuracy"],
+                       metrics["tta"]["accuracy"], "#ff7f0e"))
+    fig = _figure(8.5, 4.8)
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    width = 0.8 / len(series)
+    for k, (label, per_class, overall, color) in enumerate(series):
+        bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, [per_class[n] for n in names],
+                      width, color=color, label=f"{label} (overall {overall:.3f})")
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+        ax.axhline(overall, color=color, ls="--", lw=1)
+    ax.set_xticks(x, [f"{n}\n(n={int(s)})" if s is not None else n for n, s in zip(names, support)])
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("PrivateTest accuracy (recall)")
+    ax.set_title("PrivateTest accuracy per class (dashed: overall)")
+    ax.legend(loc="upper right", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+# --- markdown -----------------------------------------------------------------------------------
+
+def _cell(v) -> str:
+    if tbl.is_missing(v):
+        return ""
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 1e9:
+            return str(int(v))
+        return f"{v:.3g}" if abs(v) < 0.01 else f"{v:.4f}"
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.4f} (1 seed, no sd)"
+    return f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f} ({len(values)} seeds)"
+
+
+def _data_arg(command: str) -> str | None:
+    try:
+        args = shlex.split(command)
+    except ValueError:
+        return None
+    for i, a in enumerate(args):
+        if a == "--data" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--data="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _markdown(experiment, summary, metrics, table, winner_id, importance, figures, problems) -> str:
+    name = experiment.name
+    lines = [f"# Search report: {name}", ""]
+    win = table[table["trial_id"] == winner_id]
+    w = win.iloc[0] if not win.empty else None
+    if w is not None:
+        lines.append(f"**Winner: trial `{winner_id}`** (trial {int(w['order'])} of {len(table)}, "
+                     f"{w['status']}): best PublicTest accuracy **{w['best_val_accuracy']:.4f}** at "
+                     f"epoch {int(w['best_epoch'])} of {int(w['epochs'])}.")
+    else:
+        lines.append(f"**Winner: trial `{winner_id}`**.")
+    if metrics:
+        tta = f", ten-crop TTA **{metrics['tta']['accuracy']:.4f}**" if "tta" in metrics else ""
+        epochs = summary.get("retrain_epochs", metrics.get("retrain_epochs", "?"))
+        lines.append(f"Retrained for {epochs} epoch{'' if epochs == 1 else 's'} and scored once on "
+                     f"PrivateTest: accuracy **{metrics['accuracy']:.4f}**{tta} (n={metrics['n']}).")
+    lines += ["", "| | |", "| --- | --- |"]
+    facts = [
+        ("space", f"`{summary.get('space', '')}`"),
+        ("sampler / scheduler", f"{summary.get('sampler', '')} (seed {summary.get('seed', '')}) / "
+                                f"{summary.get('scheduler', '')}"),
+        ("selection metric", f"{summary.get('metric', '')} on PublicTest (best epoch of each trial)"),
+        ("trials run", f"{len(table)}: {int((table.status == 'completed').sum())} completed, "
+                       f"{int((table.status == 'stopped_early').sum())} stopped early by ASHA, "
+                       f"{int((table.status == 'failed').sum())} failed"),
+        ("epochs trained (all trials)", f"{int(table['epochs'].sum())}"),
+        ("wall time", f"{summary['wall_seconds'] / 60:.1f} min" if "wall_seconds" in summary else ""),
+    ]
+    lines += [f"| {k} | {v} |" for k, v in facts]
+
+    # PrivateTest
+    lines += ["", "## PrivateTest (the retrained winner, scored once)", ""]
+    if metrics:
+        seeds = metrics.get("per_seed", [])
+        plain = [s["accuracy"] for s in seeds] or [metrics["accuracy"]]
+        tta_seeds = [s["accuracy_tta"] for s in seeds if "accuracy_tta" in s]
+        lines += ["| | accuracy | mean ± sd over seeds | macro-F1 | loss (NLL) |",
+                  "| --- | --- | --- | --- | --- |",
+                  f"| plain | {metrics['accuracy']:.4f} | {_mean_sd(plain)} | "
+                  f"{metrics['macro_f1']:.4f} | {metrics['loss']:.4f} |"]
+        if "tta" in metrics:
+            t = metrics["tta"]
+            lines.append(f"| ten-crop + flip TTA | {t['accuracy']:.4f} | "
+                         f"{_mean_sd(tta_seeds or [t['accuracy']])} | {t['macro_f1']:.4f} | "
+                         f"{t['loss']:.4f} |")
+        lines += ["", f"n = {metrics['n']}; the single-model figures (and the saved model) are "
+                      f"seed {metrics.get('seed', '?')}'s."]
+        if len(seeds) > 1:
+            lines += ["", "| seed | accuracy | TTA accuracy | macro-F1 |", "| --- | --- | --- | --- |"]
+            lines += [f"| {s['seed']} | {s['accuracy']:.4f} | {_cell(s.get('accuracy_tta'))} | "
+                      f"{s['macro_f1']:.4f} |" for s in seeds]
+    else:
+        lines.append("metrics.json is missing: no PrivateTest figures.")
+    for key, caption in (("confusion", "PrivateTest confusion matrix"),
+                         ("per_class", "PrivateTest accuracy per class")):
+        lines += _figure_lines(key, caption, figures, problems)
+
+    # Search
+    lines += ["", "## The search"]
+    lines += _figure_lines("curves", "Learning curves", figures, problems,
+                           "Solid: completed; dashed, ending in a triangle: stopped early by ASHA "
+                           "(grey verticals: ASHA rungs); dotted, ending in a cross: failed; "
+                           "thick green: the winner (star: its best epoch).")
+    lines += _figure_lines("order", "Best PublicTest accuracy by trial order", figures, problems)
+
+    lines += ["", "### Hyperparameter importance", ""]
+    if importance.get("values"):
+        lines.append(f"Optuna `get_param_importances` ({importance['method']}) on "
+                     f"{importance['basis']}. Study: {importance['counts']}. With few trials these "
+                     "numbers are rough.")
+        lines += ["", "| hyperparameter | importance |", "| --- | --- |"]
+        lines += [f"| {k} | {v:.3f} |" for k, v in importance["values"].items()]
+        lines += _figure_lines("importance", "Hyperparameter importance", figures, problems)
+    else:
+        lines.append(f"Not estimated: {importance.get('note', 'no data')}")
+
+    # Trials table
+    lines += ["", "### Trials", ""]
+    config_cols = [c for c in table.columns if c.startswith("config/")]
+    varying = [c for c in config_cols
+               if table[c].astype(str).nunique(dropna=False) > 1]
+    head = ["#", "trial", "status", "epochs", "best PublicTest acc.", "best epoch",
+            "last acc.", "seconds"] + [c[len("config/"):] for c in varying] + ["error"]
+    lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for _, r in table.iterrows():
+        tid = f"**`{r['trial_id']}`** (winner)" if r["trial_id"] == winner_id else f"`{r['trial_id']}`"
+        cells = [str(int(r["order"])), tid, r["status"], _cell(r["epochs"]),
+                 _cell(r["best_val_accuracy"]), _cell(r["best_epoch"]), _cell(r["last_val_accuracy"]),
+                 f"{r['seconds']:.0f}" if not tbl.is_missing(r["seconds"]) else ""]
+        cells += [_cell(r[c]) for c in varying] + [_cell(r["error"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    fixed = [c for c in config_cols if c not in varying]
+    if fixed:
+        lines += ["", "Same in every trial: " + ", ".join(
+            f"{c[len('config/'):]}={_cell(table[c].iloc[0])}" for c in fixed) + "."]
+    failed = table[table["status"] == "failed"]
+    if not failed.empty:
+        lines += ["", "Failed trials:", ""]
+        lines += [f"- `{r['trial_id']}` after {int(r['epochs'])} epoch(s): {r['error'] or 'no reason recorded'}"
+                  for _, r in failed.iterrows()]
+
+    # Winner config and reproduction
+    lines += ["", "## The winner's configuration (`best.yaml`)", ""]
+    best = experiment / "best.yaml"
+    lines += (["```yaml", best.read_text().rstrip(), "```"] if best.is_file()
+              else ["best.yaml is missing."])
+    lines += ["", "## Reproduce", ""]
+    command = summary.get("command", "")
+    if command:
+        lines += ["The whole search (from the folder it was started in):", "", "```bash",
+                  command, "```"]
+    data = _data_arg(command)
+    lines += ["", "Only the winner (one trial, then the same retrain and PrivateTest scoring):", "",
+              "```bash", f"python -m search.run {shlex.quote(str(best))}"
+              + (f" --data {shlex.quote(data)}" if data else ""), "```",
+              "", "Every trial and the retrain in TensorBoard (scalars, HParams, the confusion "
+              "matrix under Images):", "", "```bash",
+              f"tensorboard --logdir {shlex.quote(str(experiment))} --host 127.0.0.1", "```", ""]
+    return "\n".join(lines)
+
+
+def _figure_lines(key, caption, figures, problems, note: str = "") -> list[str]:
+    if key in figures:
+        return ["", f"![{caption}]({figures[key]})"] + (["", note] if note else [])
+    if key in problems:
+        return ["", f"_{caption}: the figure could not be drawn ({problems[key]})._"]
+    return []
+
+
+if __name__ == "__main__":  # python -m search.report EXPERIMENT [...]: redo logs and report
+    import sys
+
+    for arg in sys.argv[1:] or ["."]:
+        print(log_retrain_tensorboard(Path(arg)))
+        print(write_report(Path(arg)))

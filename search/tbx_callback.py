@@ -1,0 +1,54 @@
+"""Ray's TBXLoggerCallback with HParams sessions TensorBoard can rely on (opt-in).
+
+Use it in ``tune.RunConfig(callbacks=[SearchTBXLoggerCallback()])``; Tune then adds no default TBX
+logger of its own (it checks ``isinstance(c, TBXLoggerCallback)``). The scalars are Ray's,
+unchanged (``ray/tune/<key>`` at step ``training_iteration``). The hparams differ:
+
+* a trial's session starts when the trial starts, so running trials are listed in the HParams tab
+  (Ray writes the session only when the trial ends);
+* it ends with STATUS_FAILURE for a failed trial (Ray: always SUCCESS), and a trial that fails
+  before its first result still has a session (Ray: none);
+* no per-trial ``_hparams_/experiment``: TensorBoard uses the first one it meets, and with its
+  fast (Rust) loader that is a random trial's, which hides the search-wide summary the report step
+  writes (``search.tensorboard_logs.write_hparams_overview``). Until that summary exists,
+  TensorBoard derives the columns from the sessions, so a running search is still browsable.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ray.tune.logger import TBXLoggerCallback
+from ray.tune.utils import flatten_dict
+
+from .tensorboard_logs import session_summaries, write_events_file
+
+
+def _as_tbx(summary):
+    """tensorboard's Summary proto as tensorboardX's (same schema, different Python classes)."""
+    from tensorboardX.proto import summary_pb2
+
+    return summary_pb2.Summary.FromString(summary.SerializeToString())
+
+
+class SearchTBXLoggerCallback(TBXLoggerCallback):
+    def log_trial_start(self, trial):
+        # The session start goes to a small file of its own, written and closed at once (Ray's
+        # writer is asynchronous and flushes every 30 s). Its name sorts before the events file
+        # Ray's writer opens next, so TensorBoard's sequential loader reads it first, then
+        # follows Ray's file.
+        trial.init_local_path()
+        params = flatten_dict(dict(trial.evaluated_params or trial.config or {}), delimiter="/")
+        now = time.time()
+        start, _ = session_summaries(params, str(trial.trial_id), "", now, 0.0)
+        write_events_file(Path(trial.local_path), [start], stamp=int(now) - 1, suffix=".session")
+        super().log_trial_start(trial)
+
+    def log_trial_end(self, trial, failed: bool = False):
+        if trial in self._trial_writer:
+            _, end = session_summaries({}, "", "failed" if failed else "completed", 0.0, time.time())
+            self._trial_writer[trial].file_writer.add_summary(_as_tbx(end))
+        super().log_trial_end(trial, failed)
+
+    def _try_log_hparams(self, trial, result):
+        pass  # the session is written above; the experiment tag by the report step

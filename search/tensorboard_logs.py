@@ -1,0 +1,380 @@
+"""TensorBoard event files the search writes beside Ray's: the retrain run, and what the HParams
+dashboard needs to list and filter every trial.
+
+What Ray 2.60 writes itself (``TBXLoggerCallback``, one events file per ``train_trial_*/``):
+every numeric result key as a scalar ``ray/tune/<key>`` at step ``training_iteration``, and, only
+when a trial ends *with at least one result*, an hparams session (``_hparams_/session_start_info``
++ ``session_end_info``, always ``STATUS_SUCCESS``) plus an ``_hparams_/experiment`` tag describing
+that one trial (no domains; list values dropped). TensorBoard uses the first ``experiment`` tag it
+finds, so the dashboard's columns come from one trial; with the fast (Rust) loader, the default,
+which one is random, whatever else is in the logdir. A trial that failed before its first epoch is
+not listed at all. ``search/tbx_callback.py`` is a drop-in logger without those two problems.
+
+Added here (every file ends in :data:`SUFFIX`, so rewriting replaces only our own files):
+
+* ``<experiment>/`` (run ``.``): one ``_hparams_/experiment`` for the whole search: every config key
+  with its domain (choices, or the range seen), and the metrics below with readable names (the
+  one TensorBoard shows when Ray's per-trial ones are absent, or with ``--load_fast=false``);
+* ``train_trial_*/``: ``search/best_val_accuracy`` (the selection metric, at the best epoch) and
+  ``search/status`` (0 completed, 1 stopped early by ASHA, 2 failed); an hparams session
+  (``STATUS_FAILURE`` when it failed) for a trial Ray wrote none for;
+* ``retrain/``: the winner's retrain under the same ``ray/tune/<key>`` tags (so it overlays the
+  trials), its PrivateTest figures (``private_test/*``), the confusion matrix as an image, and an
+  hparams session with its config.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+RAY_PREFIX = "ray/tune/"          # TBXLoggerCallback: "/".join(["ray", "tune", key])
+SUFFIX = ".fer-report"            # our events files: events.out.tfevents.*.fer-report
+RETRAIN_RUN = "retrain"
+STATUS_CODES = {"completed": 0, "stopped_early": 1, "failed": 2}
+EPOCH_SCALARS = ("train_loss", "lr", "images_per_s", "val_loss", "val_accuracy", "val_macro_f1",
+                 "seconds", "epoch")
+
+# (tag, display name, description, dataset) of the HParams dashboard's metric columns.
+METRICS = (
+    ("search/best_val_accuracy", "PublicTest acc. (best epoch)",
+     "The selection metric: the trial's best PublicTest accuracy over its epochs.", "validation"),
+    (RAY_PREFIX + "val_accuracy", "PublicTest acc. (last epoch)", "", "validation"),
+    (RAY_PREFIX + "val_loss", "PublicTest loss (last epoch)", "", "validation"),
+    (RAY_PREFIX + "val_macro_f1", "PublicTest macro-F1 (last epoch)", "", "validation"),
+    (RAY_PREFIX + "train_loss", "train loss (last epoch)", "", "training"),
+    (RAY_PREFIX + "epoch", "epochs run", "Fewer than the config's epochs: stopped by ASHA.", ""),
+    ("search/status", "status", "0 completed, 1 stopped early by ASHA, 2 failed.", ""),
+    ("private_test/accuracy", "PrivateTest acc. (retrain)", "Scored once, on the retrain.", ""),
+    ("private_test/accuracy_tta", "PrivateTest acc. TTA (retrain)", "Ten-crop + flip.", ""),
+    ("private_test/macro_f1", "PrivateTest macro-F1 (retrain)", "", ""),
+)
+
+
+# --- reading the experiment folder ---------------------------------------------------------
+
+def read_trials(experiment: Path) -> pd.DataFrame:
+    """trials.csv with trial ids kept as text (an all-digit or '12e4'-like id is not a number)."""
+    table = pd.read_csv(experiment / "trials.csv", dtype={"trial_id": str, "error": str},
+                        keep_default_na=True)
+    table["error"] = table["error"].fillna("")
+    return table
+
+
+def trial_dirs(experiment: Path, trial_ids: Iterable[str]) -> dict[str, Path]:
+    """Ray's folder of each trial: ``<trainable>_<trial_id>_<counter>_<params>_<date>``."""
+    folders = [p for p in sorted(experiment.iterdir()) if p.is_dir()
+               and p.name not in (RETRAIN_RUN, "model")]
+    found = {}
+    for tid in trial_ids:
+        for p in folders:
+            if f"_{tid}_" in p.name or p.name.endswith(f"_{tid}"):
+                found[tid] = p
+                break
+    return found
+
+
+def trial_counter(folder: Path, trial_id: str) -> int | None:
+    """The creation counter Tune puts after the trial id in the folder name (1, 2, ...)."""
+    m = re.search(rf"_{re.escape(trial_id)}_(\d+)(?:_|$)", folder.name)
+    return int(m.group(1)) if m else None
+
+
+def config_of(row: pd.Series) -> dict[str, Any]:
+    return {k[len("config/"):]: plain(v) for k, v in row.items()
+            if k.startswith("config/") and not is_missing(v)}
+
+
+def plain(v):
+    """numpy scalars as Python values (lists/dicts come back from trials.csv as their text)."""
+    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
+        return v.item()
+    return v
+
+
+def is_missing(v) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, (list, dict, str)):
+        return False
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def hparam_value(v):
+    """A value the HParams plugin can hold: bool, number or string (others as JSON); None: skip."""
+    v = plain(v)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return float(v)
+    if isinstance(v, float):
+        return v
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def has_hparams_session(run_dir: Path) -> bool:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    if not run_dir.is_dir():
+        return False
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 1, "tensors": 1})
+    acc.Reload()
+    try:
+        return metadata.SESSION_START_INFO_TAG in acc.PluginTagToContent(metadata.PLUGIN_NAME)
+    except KeyError:
+        return False
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def _writer(run_dir: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for old in run_dir.glob(f"events.out.tfevents.*{SUFFIX}"):  # rewriting replaces, never doubles
+        old.unlink()
+    return SummaryWriter(str(run_dir), filename_suffix=SUFFIX, flush_secs=5)
+
+
+def write_events_file(run_dir: Path, summaries, *, stamp: int | None = None,
+                      suffix: str = SUFFIX) -> Path:
+    """One complete events file (written synchronously and closed) holding ``summaries``;
+    ``stamp`` is the time in its name, which orders a run's files for TensorBoard's loader."""
+    import socket
+
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    now = time.time()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / (f"events.out.tfevents.{int(now) if stamp is None else stamp:010d}."
+                      f"{socket.gethostname()}{suffix}")
+    with open(path, "wb") as f:
+        w = RecordWriter(f)
+        w.write(event_pb2.Event(wall_time=now, file_version="brain.Event:2").SerializeToString())
+        for s in summaries:
+            w.write(event_pb2.Event(wall_time=now, summary=s).SerializeToString())
+        w.flush()
+    return path
+
+
+def _hparams_summary(tag: str, data):
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import metadata
+
+    return summary_pb2.Summary(value=[summary_pb2.Summary.Value(
+        tag=tag, metadata=metadata.create_summary_metadata(data))])
+
+
+def session_summaries(hparams: dict, group: str, status: str, start: float, end: float):
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    start_info = plugin_data_pb2.SessionStartInfo(group_name=group, start_time_secs=start)
+    for name, value in sorted(hparams.items()):
+        value = hparam_value(value)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            start_info.hparams[name].bool_value = value
+        elif isinstance(value, float):
+            start_info.hparams[name].number_value = value
+        else:
+            start_info.hparams[name].string_value = value
+    end_info = plugin_data_pb2.SessionEndInfo(
+        status=api_pb2.STATUS_FAILURE if status == "failed" else api_pb2.STATUS_SUCCESS,
+        end_time_secs=end)
+    return (_hparams_summary(metadata.SESSION_START_INFO_TAG,
+                             plugin_data_pb2.HParamsPluginData(session_start_info=start_info)),
+            _hparams_summary(metadata.SESSION_END_INFO_TAG,
+                             plugin_data_pb2.HParamsPluginData(session_end_info=end_info)))
+
+
+def _experiment_summary(values: dict[str, list], space_params: dict):
+    """The search-wide ``_hparams_/experiment``: every hparam with a domain, every metric."""
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+    infos = []
+    for name in sorted(values):
+        seen = [v for v in (hparam_value(x) for x in values[name]) if v is not None]
+        param = space_params.get(name)
+        info = api_pb2.HParamInfo(name=name)
+        if param is not None and param.kind == "choice":
+            seen += [v for v in (hparam_value(x) for x in param.value) if v is not None]
+        kinds = {type(v) for v in seen}
+        if not seen:
+            continue
+        if kinds == {float} and not (param is not None and param.kind in ("choice", "fixed")):
+            lows = [v for v in (param.low, param.high) if v is not None] if param else []
+            info.type = api_pb2.DATA_TYPE_FLOAT64
+            info.domain_interval.min_value = float(min(seen + lows))
+            info.domain_interval.max_value = float(max(seen + lows))
+        else:
+            if kinds == {float}:
+                info.type, distinct = api_pb2.DATA_TYPE_FLOAT64, sorted(set(seen))
+            elif kinds == {bool}:
+                info.type, distinct = api_pb2.DATA_TYPE_BOOL, sorted(set(seen))
+            else:
+                info.type, distinct = api_pb2.DATA_TYPE_STRING, sorted({str(v) for v in seen})
+            info.domain_discrete.extend(distinct)
+        info.differs = len({json.dumps(v) for v in seen}) > 1
+        if param is not None:
+            info.description = f"{param.kind} in the space file"
+        infos.append(info)
+    datasets = {"validation": api_pb2.DATASET_VALIDATION, "training": api_pb2.DATASET_TRAINING,
+                "": api_pb2.DATASET_UNKNOWN}
+    metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=display,
+                                  description=desc, dataset_type=datasets[ds])
+               for tag, display, desc, ds in METRICS]
+    experiment = api_pb2.Experiment(
+        name="FER2013 search", hparam_infos=infos, metric_infos=metrics,
+        description="Every trial of the search (train_trial_*) and the winner's retrain (retrain).",
+        time_created_secs=time.time())
+    from tensorboard.plugins.hparams import metadata
+
+    return _hparams_summary(metadata.EXPERIMENT_TAG,
+                            plugin_data_pb2.HParamsPluginData(experiment=experiment))
+
+
+def _load_space_params(experiment: Path) -> dict:
+    try:
+        from .space import load_space
+
+        return load_space(experiment / "space.yaml").params
+    except Exception:  # an unreadable copy only costs the domains their space bounds
+        return {}
+
+
+def write_hparams_overview(experiment: Path) -> dict[str, str]:
+    """The experiment-level HParams summary, per-trial extras, and the sessions Ray did not write.
+
+    Returns {trial_id: what was added} (for logs and tests).
+    """
+    experiment = Path(experiment)
+    table = read_trials(experiment)
+    dirs = trial_dirs(experiment, table["trial_id"])
+    added: dict[str, str] = {}
+    values: dict[str, list] = {}
+    for _, row in table.iterrows():
+        for k, v in config_of(row).items():
+            values.setdefault(k, []).append(v)
+    retrain_cfg = _retrain_config(experiment, set(values))
+    for k, v in retrain_cfg.items():
+        values.setdefault(k, []).append(v)
+
+    for _, row in table.iterrows():
+        tid = row["trial_id"]
+        folder = dirs.get(tid)
+        if folder is None:
+            added[tid] = "no trial folder"
+            continue
+        writer = _writer(folder)
+        notes = []
+        try:
+            epochs = int(row["epochs"]) if not is_missing(row["epochs"]) else 0
+            if not is_missing(row.get("best_val_accuracy")):
+                writer.add_scalar("search/best_val_accuracy", float(row["best_val_accuracy"]),
+                                  global_step=int(row["best_epoch"]) or epochs or 1)
+                notes.append("best")
+            writer.add_scalar("search/status", STATUS_CODES.get(row["status"], 2),
+                              global_step=max(epochs, 1))
+            if not has_hparams_session(folder):
+                start = folder.stat().st_mtime
+                seconds = 0.0 if is_missing(row.get("seconds")) else float(row["seconds"])
+                for summary in session_summaries(config_of(row), tid, row["status"], start,
+                                                  start + seconds):
+                    writer.file_writer.add_summary(summary)
+                notes.append("session")
+        finally:
+            writer.close()
+        added[tid] = "+".join(notes)
+
+    writer = _writer(experiment)  # the root run "." : found first by TensorBoard
+    try:
+        writer.file_writer.add_summary(_experiment_summary(values, _load_space_params(experiment)))
+    finally:
+        writer.close()
+    return added
+
+
+def _retrain_config(experiment: Path, keys: set[str]) -> dict:
+    path = experiment / "model" / "config.json"
+    if not path.is_file():
+        return {}
+    cfg = json.loads(path.read_text())
+    return {k: v for k, v in cfg.items() if k in keys}
+
+
+def write_retrain_run(experiment: Path, figures: dict | None = None) -> Path:
+    """``retrain/``: per-epoch scalars from model/history.json under Ray's tags, PrivateTest
+    scalars, ``figures`` ({tag: matplotlib Figure}) as images, and an hparams session."""
+    experiment = Path(experiment)
+    run = experiment / RETRAIN_RUN
+    history_path = experiment / "model" / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    metrics_path = experiment / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    writer = _writer(run)
+    try:
+        last = 1
+        for i, entry in enumerate(history, start=1):
+            step = int(entry.get("epoch", i))
+            last = step
+            for key, value in entry.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                        and math.isfinite(value):
+                    writer.add_scalar(RAY_PREFIX + key, value, global_step=step)
+        if metrics:
+            writer.add_scalar("private_test/accuracy", metrics["accuracy"], global_step=last)
+            writer.add_scalar("private_test/macro_f1", metrics["macro_f1"], global_step=last)
+            writer.add_scalar("private_test/loss", metrics["loss"], global_step=last)
+            for emotion, acc in metrics.get("per_class_accuracy", {}).items():
+                writer.add_scalar(f"private_test/per_class_accuracy/{emotion}", acc, global_step=last)
+            if "tta" in metrics:
+                writer.add_scalar("private_test/accuracy_tta", metrics["tta"]["accuracy"],
+                                  global_step=last)
+            writer.add_text("private_test/summary", _metrics_markdown(metrics), global_step=last)
+        for tag, fig in (figures or {}).items():
+            writer.add_figure(tag, fig, global_step=last, close=False)
+        config_path = experiment / "model" / "config.json"
+        if config_path.is_file():
+            keys = _trial_config_keys(experiment)
+            cfg = json.loads(config_path.read_text())
+            hp = {k: v for k, v in cfg.items() if not keys or k in keys}
+            start = config_path.stat().st_mtime - float(metrics.get("retrain_seconds", 0) or 0)
+            for summary in session_summaries(hp, RETRAIN_RUN, "completed", start,
+                                              config_path.stat().st_mtime):
+                writer.file_writer.add_summary(summary)
+    finally:
+        writer.close()
+    return run
+
+
+def _trial_config_keys(experiment: Path) -> set[str]:
+    try:
+        return {c[len("config/"):] for c in read_trials(experiment).columns if c.startswith("config/")}
+    except (OSError, ValueError):
+        return set()
+
+
+def _metrics_markdown(m: dict) -> str:
+    rows = [f"| accuracy | {m['accuracy']:.4f} |",
+            f"| mean ± sd over seeds | {m.get('accuracy_mean', m['accuracy']):.4f} ± "
+            f"{m.get('accuracy_sd', 0.0):.4f} |",
+            f"| macro-F1 | {m['macro_f1']:.4f} |", f"| n | {m['n']} |"]
+    if "tta" in m:
+        rows.insert(1, f"| accuracy, ten-crop TTA | {m['tta']['accuracy']:.4f} |")
+    return "| PrivateTest | |\n| --- | --- |\n" + "\n".join(rows)
+

@@ -1,0 +1,146 @@
+"""Shared fixtures: where the FER2013 files are, a per-session parse cache, a CSV writer.
+
+The data is never copied into the repository: it is read from ``../shared/data`` (relative to the
+repository root) or from ``$FER_DATA_DIR``; tests that need it are skipped with the reason when it
+is missing. The parse cache goes to a temporary folder for the session, never to ``~/.cache``.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pytest
+
+# Tests never download anything (timm/Hugging Face read this when they are first imported).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+SMALL_NAME = "fer2013-small.csv.gz"
+FULL_NAME = "fer2013.csv.gz"
+HEADER = "emotion,pixels,Usage"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("FER_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+def data_file(name: str) -> Path:
+    """Path of a shared FER2013 file, or skip the test saying where it was looked for."""
+    path = data_dir() / name
+    if not path.is_file():
+        pytest.skip(f"FER2013 file {name} not found at {path} (set FER_DATA_DIR to the folder "
+                    f"holding {SMALL_NAME} / {FULL_NAME}, default ../shared/data)")
+    return path
+
+
+def pixels_text(pixels) -> str:
+    """2304 integers as the Kaggle file writes them: space separated."""
+    return " ".join(str(int(v)) for v in np.asarray(pixels).reshape(-1))
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable, header: str | None = HEADER,
+              gz: bool = False) -> Path:
+    """Write a Kaggle-format CSV and return its path.
+
+    Each row is either a ready line (``str``) or a sequence of fields (label, pixels, usage, ...);
+    a field that is an array/list of numbers is written as space-separated integers. ``header=None``
+    writes no header line. ``gz=True`` gzip-compresses the file (the name is kept as given).
+    """
+    lines = [] if header is None else [header]
+    for row in rows:
+        if isinstance(row, str):
+            lines.append(row)
+        else:
+            fields = []
+            for field in row:
+                if isinstance(field, (np.ndarray, list, tuple)):
+                    fields.append(pixels_text(field))
+                else:
+                    fields.append(str(field))
+            lines.append(",".join(fields))
+    text = "\n".join(lines) + ("\n" if lines else "")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fer_cache_dir(tmp_path_factory) -> Path:
+    """Point FER_CACHE_DIR at a temporary folder for the whole session (restored afterwards)."""
+    cache = tmp_path_factory.mktemp("fer_cache")
+    old = os.environ.get("FER_CACHE_DIR")
+    os.environ["FER_CACHE_DIR"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("FER_CACHE_DIR", None)
+    else:
+        os.environ["FER_CACHE_DIR"] = old
+
+
+# Intra-op threads for the torch work in these tests. 1 by default: on a 2-core machine that is also
+# running something else (a search, another test process), 2 OpenMP threads spin-wait on each other
+# and a tiny model's epoch took 25x longer (8 s instead of 0.3 s); with nothing else running, 1 thread
+# costs these tiny models little. FER_TEST_THREADS overrides it.
+TEST_THREADS = int(os.environ.get("FER_TEST_THREADS", "1"))
+
+
+@pytest.fixture(scope="module")
+def torch_threads():
+    """Run a module's torch work on TEST_THREADS threads; restore torch's setting afterwards
+    (``fit(threads=...)`` changes it for the whole process)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(TEST_THREADS)
+    yield TEST_THREADS
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", name="write_csv")
+def write_csv_fixture():
+    """The :func:`write_csv` helper, as a fixture (session scoped, so hypothesis tests may use it)."""
+    return write_csv
+
+
+@pytest.fixture(scope="session")
+def small_csv() -> Path:
+    """The 2,100/349/350-row stratified sample of FER2013 (gzipped Kaggle CSV)."""
+    return data_file(SMALL_NAME)
+
+
+@pytest.fixture(scope="session")
+def full_csv() -> Path:
+    return data_file(FULL_NAME)
+
+
+@pytest.fixture(scope="session")
+def small_data(small_csv, fer_cache_dir):
+    """The small sample, loaded once per session."""
+    from fer_models.data import load_fer2013
+
+    return load_fer2013(small_csv)
+
+
+@pytest.fixture(scope="session")
+def smoke_experiment(tmp_path_factory, fer_cache_dir):
+    """(CompletedProcess, experiment folder) of the smoke search on the small sample, run once
+    per test session and shared by the end-to-end, report and TensorBoard tests."""
+    import subprocess
+    import sys
+
+    data = data_file("fer2013-small.csv.gz")
+    if not data.is_file():
+        pytest.skip(f"{data} not found (set FER_DATA_DIR)")
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("results")
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.run", "spaces/smoke.yaml", "--data", str(data),
+         "--output", str(out), "--name", "smoke", "--verbose", "0"],
+        cwd=repo, capture_output=True, text=True, timeout=1500, env={**os.environ})
+    return proc, out / "smoke"

@@ -1,0 +1,77 @@
+"""Prediction CLI: every image mode and size works; every bad file exits 2 naming the file."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_models.checkpoint import save_model
+from fer_models.config import TrainConfig
+from fer_models.data import EMOTIONS
+from fer_models.models import create_model
+from fer_models.predict import load_face, main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("model")
+    cfg = TrainConfig(backbone="resnet10t", input_size=48)
+    save_model(d, create_model(cfg.backbone, input_size=cfg.input_size), cfg)
+    return d
+
+
+def _image(path, mode, size, color):
+    Image.new(mode, size, color).save(path)
+    return path
+
+
+@pytest.mark.parametrize("mode,size,color,ext", [
+    ("L", (48, 48), 128, "png"), ("RGB", (640, 480), (200, 10, 10), "jpg"),
+    ("RGBA", (100, 100), (0, 0, 0, 0), "png"), ("CMYK", (60, 90), (0, 0, 0, 255), "jpg"),
+    ("I;16", (48, 48), 3000, "png"), ("P", (30, 30), 3, "gif")])
+def test_any_mode_and_size_becomes_48x48_gray(tmp_path, mode, size, color, ext):
+    face = load_face(_image(tmp_path / f"f.{ext}", mode, size, color))
+    assert face.shape == (48, 48) and face.dtype == np.uint8
+
+
+def test_transparent_is_white_not_black(tmp_path):
+    assert load_face(_image(tmp_path / "t.png", "RGBA", (48, 48), (0, 0, 0, 0))).min() == 255
+
+
+def test_cli_prints_probabilities_that_sum_to_one(model_dir, tmp_path, capsys):
+    a = _image(tmp_path / "a.png", "RGB", (200, 200), (90, 90, 90))
+    b = _image(tmp_path / "b.jpg", "L", (48, 48), 30)
+    assert main([str(model_dir), str(a), str(b), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["file"] for r in lines] == [str(a), str(b)]
+    for r in lines:
+        assert r["emotion"] in EMOTIONS
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+BAD_IMAGES = {
+    "not_an_image": lambda p: p.write_text("hello, I am text"),
+    "truncated_png": lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20),
+    "empty_file": lambda p: p.write_bytes(b""),
+    "huge": lambda p: Image.new("L", (8000, 8000), 0).save(p, format="PNG"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_IMAGES))
+def test_bad_image_exits_2_naming_the_file(model_dir, tmp_path, capsys, case):
+    bad = tmp_path / f"{case}.png"
+    BAD_IMAGES[case](bad)
+    good = _image(tmp_path / "good.png", "L", (48, 48), 100)
+    assert main([str(model_dir), str(good), str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and str(bad) in captured.err
+    assert captured.out == "", "nothing is printed for the good image when one is bad"
+
+
+def test_missing_image_and_bad_model_dir(model_dir, tmp_path, capsys):
+    assert main([str(model_dir), str(tmp_path / "nope.png")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main([str(tmp_path), str(tmp_path / "nope.png")]) == 2
+    assert "not a model folder" in capsys.readouterr().err

@@ -1,0 +1,405 @@
+"""TensorBoard logs and report.md of an experiment folder (search/report.py, search/tensorboard_logs.py).
+
+The end-to-end tests read the smoke search's folder back with TensorBoard's own loader and with a
+real ``tensorboard`` server; the others build a tiny synthetic experiment (no Ray, seconds).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = REPO.parent / "shared" / "data" / "fer2013-small.csv.gz"
+RAY = "ray/tune/"                         # TBXLoggerCallback's tag prefix
+EPOCH_TAGS = ("val_accuracy", "train_loss", "lr", "val_loss", "images_per_s")
+SIZE_ALL = {k: 0 for k in ("compressedHistograms", "images", "audio", "scalars", "histograms",
+                           "tensors")}
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def load_run(path: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(path), size_guidance=SIZE_ALL)
+    acc.Reload()
+    return acc
+
+
+def hparams_content(acc) -> dict:
+    try:
+        return acc.PluginTagToContent("hparams")
+    except KeyError:
+        return {}
+
+
+def session_start(acc):
+    from tensorboard.plugins.hparams import metadata
+
+    content = hparams_content(acc).get(metadata.SESSION_START_INFO_TAG)
+    return None if content is None else metadata.parse_session_start_info_plugin_data(content)
+
+
+def session_end(acc):
+    from tensorboard.plugins.hparams import metadata
+
+    content = hparams_content(acc).get(metadata.SESSION_END_INFO_TAG)
+    return None if content is None else metadata.parse_session_end_info_plugin_data(content)
+
+
+def read_trials(exp: Path) -> pd.DataFrame:
+    return pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
+
+
+def trial_folder(exp: Path, trial_id: str) -> Path:
+    found = [p for p in exp.iterdir() if p.is_dir() and f"_{trial_id}_" in p.name]
+    assert len(found) == 1, (trial_id, found)
+    return found[0]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url: str, body: dict | None = None, timeout: float = 10):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data,
+                                 headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read().decode())
+
+
+@pytest.fixture(scope="module")
+def experiment(smoke_experiment) -> Path:
+    proc, exp = smoke_experiment
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "warning: could not write the report" not in proc.stdout, proc.stdout[-3000:]
+    assert re.search(r"^report: .*report\.md$", proc.stdout, re.M), proc.stdout[-3000:]
+    return exp
+
+
+# --- (a) the event files, read back with TensorBoard's loader -----------------------------------
+
+@pytest.mark.slow
+def test_every_trial_has_its_scalars_and_an_hparams_session(experiment):
+    trials = read_trials(experiment)
+    assert len(trials) >= 2
+    for _, row in trials.iterrows():
+        tid, epochs = row["trial_id"], int(row["epochs"])
+        acc = load_run(trial_folder(experiment, tid))
+        scalars = set(acc.Tags()["scalars"])
+        for name in EPOCH_TAGS:
+            assert RAY + name in scalars, (tid, name, sorted(scalars))
+            steps = [e.step for e in acc.Scalars(RAY + name)]
+            assert steps == list(range(1, epochs + 1)), (tid, name, steps)
+        values = [e.value for e in acc.Scalars(RAY + "val_accuracy")]
+        assert max(values) == pytest.approx(row["best_val_accuracy"], abs=1e-6)
+        best = acc.Scalars("search/best_val_accuracy")  # ours: the selection metric
+        assert [e.step for e in best] == [row["best_epoch"]]
+        assert best[0].value == pytest.approx(row["best_val_accuracy"], abs=1e-6)
+        start = session_start(acc)
+        assert start is not None, f"no hparams session for trial {tid}"
+        assert start.hparams["lr"].number_value == pytest.approx(row["config/lr"])
+        assert start.hparams["optimizer"].string_value == row["config/optimizer"]
+        assert session_end(acc) is not None
+
+
+@pytest.mark.slow
+def test_retrain_run_overlays_the_trials_and_has_its_session(experiment):
+    summary = json.loads((experiment / "summary.json").read_text())
+    metrics = json.loads((experiment / "metrics.json").read_text())
+    history = json.loads((experiment / "model" / "history.json").read_text())
+    acc = load_run(experiment / "retrain")
+    scalars = set(acc.Tags()["scalars"])
+    epochs = summary["retrain_epochs"]
+    assert len(history) == epochs
+    for name in ("train_loss", "lr", "images_per_s") + (("val_accuracy", "val_loss")
+                                                        if "val_accuracy" in history[0] else ()):
+        assert [e.step for e in acc.Scalars(RAY + name)] == list(range(1, epochs + 1)), name
+        assert acc.Scalars(RAY + name)[-1].value == pytest.approx(history[-1][name], rel=1e-5)
+    assert acc.Scalars("private_test/accuracy")[-1].value == pytest.approx(metrics["accuracy"])
+    assert acc.Scalars("private_test/accuracy_tta")[-1].value == pytest.approx(
+        metrics["tta"]["accuracy"])
+    assert "private_test/confusion_matrix" in acc.Tags()["images"]
+    image = acc.Images("private_test/confusion_matrix")[-1]
+    assert image.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n" and image.width >= 300
+    start = session_start(acc)
+    assert start is not None and start.group_name == "retrain"
+    assert start.hparams["epochs"].number_value == epochs
+    assert "private_test/accuracy" in scalars
+
+
+@pytest.mark.slow
+def test_experiment_level_hparams_summary_lists_every_param_and_metric(experiment):
+    from tensorboard.plugins.hparams import api_pb2, metadata
+
+    content = hparams_content(load_run(experiment)).get(metadata.EXPERIMENT_TAG)
+    assert content is not None, "no _hparams_/experiment in the experiment root"
+    exp = metadata.parse_experiment_plugin_data(content)
+    trials = read_trials(experiment)
+    infos = {h.name: h for h in exp.hparam_infos}
+    assert set(infos) == {c[len("config/"):] for c in trials.columns if c.startswith("config/")}
+    assert infos["optimizer"].type == api_pb2.DATA_TYPE_STRING
+    assert set(infos["optimizer"].domain_discrete.values[i].string_value
+               for i in range(len(infos["optimizer"].domain_discrete.values))) == {"adamw", "sgd"}
+    lr = infos["lr"].domain_interval
+    assert lr.min_value <= trials["config/lr"].min() and lr.max_value >= trials["config/lr"].max()
+    tags = {m.name.tag for m in exp.metric_infos}
+    assert {RAY + "val_accuracy", "search/best_val_accuracy", "private_test/accuracy"} <= tags
+
+
+# --- (b) a real TensorBoard server --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_tensorboard_serves_every_trial_scalars_and_hparams(experiment):
+    trials = read_trials(experiment)
+    runs = {trial_folder(experiment, t).name: t for t in trials.trial_id}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(experiment),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        tags, listed = {}, []
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            try:
+                listed = http_json(f"{base}/data/runs")
+                if set(runs) | {"retrain"} <= set(listed):
+                    tags = http_json(f"{base}/data/plugin/scalars/tags")
+                    if all(RAY + "val_accuracy" in tags.get(r, {}) for r in runs):
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(f"TensorBoard listed {listed} / tags for {sorted(tags)} within 60 s")
+        for run, trial_id in runs.items():
+            for name in EPOCH_TAGS:
+                assert RAY + name in tags[run], (trial_id, name, sorted(tags[run]))
+        assert RAY + "train_loss" in tags["retrain"]
+
+        # HParams: every trial and the retrain is a row, with the searched hyperparameters as
+        # columns. (Which _hparams_/experiment TensorBoard uses, ours or one of Ray's per-trial
+        # ones, depends on its loader's run order while Ray's logger writes them: see
+        # search/tbx_callback.py.)
+        exp = http_json(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
+        assert {"lr", "optimizer", "dropout", "weight_decay"} <= {h["name"] for h in exp["hparamInfos"]}
+        assert RAY + "val_accuracy" in {m["name"]["tag"] for m in exp["metricInfos"]}
+        groups = http_json(f"{base}/data/plugin/hparams/session_groups", {
+            "experimentName": "", "startIndex": 0, "sliceSize": 1000,
+            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                                "STATUS_RUNNING"],
+            "colParams": [{"hparam": h["name"], "includeInResult": True}
+                          for h in exp["hparamInfos"]]
+            + [{"metric": m["name"], "includeInResult": True} for m in exp["metricInfos"]]})
+        sessions = {s["name"]: s for g in groups["sessionGroups"] for s in g["sessions"]}
+        assert set(runs) | {"retrain"} <= set(sessions), sorted(sessions)
+        for run, trial_id in runs.items():
+            values = {m["name"]["tag"]: m["value"] for m in sessions[run]["metricValues"]}
+            assert values[RAY + "val_accuracy"] == pytest.approx(
+                trials.set_index("trial_id").loc[trial_id, "last_val_accuracy"], abs=1e-6)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+        proc.stdout.close()
+
+
+# --- (c) report.md ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_report_names_the_winner_and_its_figures_are_valid_pngs(experiment):
+    from PIL import Image
+
+    summary = json.loads((experiment / "summary.json").read_text())
+    text = (experiment / "report.md").read_text()
+    assert f"**Winner: trial `{summary['best_trial']}`**" in text
+    assert summary["command"] in text
+    assert "could not be drawn" not in text
+    for trial_id in read_trials(experiment).trial_id:
+        assert f"`{trial_id}`" in text
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert {"report_learning_curves.png", "report_trials_by_order.png",
+            "report_confusion_matrix.png", "report_per_class_accuracy.png"} <= set(images)
+    for name in images:
+        path = experiment / name
+        assert path.is_file(), name
+        with Image.open(path) as im:
+            assert im.format == "PNG", name
+            im.verify()
+        with Image.open(path) as im:
+            assert 300 <= im.width <= 4000 and 300 <= im.height <= 4000, (name, im.size)
+
+
+# --- fast: a synthetic experiment with a failed trial (no Ray) ----------------------------------
+
+def _fake_experiment(root: Path, n_complete: int = 1) -> Path:
+    """Trial folders as Ray's TBXLoggerCallback leaves them: a trial that ran (scalars + hparams
+    written at its end) and one that failed before its first result (an events file with nothing)."""
+    from tensorboardX import SummaryWriter
+    from tensorboardX.summary import hparams
+
+    exp = root / "fake"
+    exp.mkdir()
+    rows = []
+    for i in range(n_complete):
+        tid = f"{i:04d}e{i}aa"  # all digits but one 'e': pandas would read it as a float
+        folder = exp / f"train_trial_{tid}_{i + 1}_lr=0.01_2026-01-01_00-00-00"
+        w = SummaryWriter(str(folder))
+        for epoch in (1, 2):
+            for k, v in {"val_accuracy": 0.2 + 0.1 * epoch + 0.01 * i, "train_loss": 2.0 - epoch,
+                         "lr": 0.01, "val_loss": 1.9, "images_per_s": 100.0}.items():
+                w.add_scalar(RAY + k, v, global_step=epoch)
+        for s in hparams({"lr": 0.01, "optimizer": "adamw", "dropout": 0.1 * i},
+                         {RAY + "val_accuracy": 0.4}):
+            w.file_writer.add_summary(s)
+        w.close()
+        pd.DataFrame({"training_iteration": [1, 2], "val_accuracy": [0.3 + 0.01 * i, 0.4 + 0.01 * i]}
+                     ).to_csv(folder / "progress.csv", index=False)
+        rows.append({"trial_id": tid, "status": "completed", "error": "", "epochs": 2,
+                     "best_val_accuracy": 0.4 + 0.01 * i, "best_epoch": 2, "best_val_loss": 1.9,
+                     "last_val_accuracy": 0.4 + 0.01 * i, "seconds": 10.0,
+                     "config/lr": 0.01, "config/optimizer": "adamw", "config/dropout": 0.1 * i})
+    failed = exp / "train_trial_bad00001_9_lr=0.5_2026-01-01_00-00-00"
+    SummaryWriter(str(failed)).close()
+    rows.append({"trial_id": "bad00001", "status": "failed",
+                 "error": "NonFiniteLossError: train loss became nan | in epoch 1", "epochs": 0,
+                 "best_val_accuracy": float("nan"), "best_epoch": 0, "best_val_loss": float("nan"),
+                 "last_val_accuracy": float("nan"), "seconds": 3.0,
+                 "config/lr": 0.5, "config/optimizer": "sgd", "config/dropout": 0.0})
+    pd.DataFrame(rows).to_csv(exp / "trials.csv", index=False)
+    (exp / "summary.json").write_text(json.dumps({
+        "command": "python -m search.run spaces/smoke.yaml --data 'my data.csv'",
+        "best_trial": rows[-2]["trial_id"], "metric": "val_accuracy", "retrain_epochs": 1,
+        "wall_seconds": 60}))
+    cm = [[5 if i == j else 1 for j in range(7)] for i in range(7)]
+    per_class = {e: 5 / 11 for e in ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")}
+    m = {"accuracy": 35 / 77, "loss": 1.5, "macro_f1": 0.45, "n": 77, "per_class_accuracy": per_class,
+         "confusion_matrix": cm, "seed": 0, "accuracy_mean": 35 / 77, "accuracy_sd": 0.0,
+         "per_seed": [{"seed": 0, "accuracy": 35 / 77, "macro_f1": 0.45}]}
+    (exp / "metrics.json").write_text(json.dumps(m))
+    (exp / "model").mkdir()
+    (exp / "model" / "history.json").write_text(json.dumps(
+        [{"epoch": 1, "train_loss": 1.0, "lr": 0.01, "images_per_s": 50.0, "seconds": 2.0}]))
+    (exp / "model" / "config.json").write_text(json.dumps(
+        {"lr": 0.01, "optimizer": "adamw", "dropout": 0.0, "epochs": 1, "seed": 0,
+         "extra": {}, "pretrained_file": None}))
+    (exp / "best.yaml").write_text("params:\n  lr: 0.01\n")
+    return exp
+
+
+def test_a_trial_that_failed_before_reporting_gets_a_failed_session(tmp_path):
+    from tensorboard.plugins.hparams import api_pb2
+
+    from search.report import log_retrain_tensorboard
+
+    exp = _fake_experiment(tmp_path)
+    bad = next(exp.glob("train_trial_bad00001_*"))
+    assert session_start(load_run(bad)) is None  # what Ray leaves for such a trial
+    for _ in range(2):  # rewriting replaces our files, it does not double them
+        log_retrain_tensorboard(exp)
+    assert len(list(bad.glob("events.out.tfevents.*.fer-report"))) == 1
+    assert len(list(exp.glob("events.out.tfevents.*.fer-report"))) == 1
+    acc = load_run(bad)
+    start = session_start(acc)
+    assert start is not None and start.hparams["lr"].number_value == 0.5
+    assert start.hparams["optimizer"].string_value == "sgd"
+    assert session_end(acc).status == api_pb2.STATUS_FAILURE
+    assert [e.value for e in acc.Scalars("search/status")] == [2]
+    ok = next(exp.glob("train_trial_0000e0aa_*"))  # Ray's session is left as it is, not doubled
+    assert len(list(ok.glob("events.out.tfevents.*"))) == 2
+    assert session_start(load_run(ok)).hparams["optimizer"].string_value == "adamw"
+    retrain = load_run(exp / "retrain")
+    assert session_start(retrain).hparams["lr"].number_value == 0.01
+    assert set(session_start(retrain).hparams) == {"lr", "optimizer", "dropout"}  # the trials' keys
+
+
+def test_report_with_a_failed_trial_and_too_few_trials_for_importance(tmp_path):
+    from search.report import write_report
+
+    exp = _fake_experiment(tmp_path)
+    text = write_report(exp).read_text()
+    assert "**Winner: trial `0000e0aa`**" in text
+    assert "NonFiniteLossError: train loss became nan \\| in epoch 1" in text  # escaped for the table
+    assert "Not estimated: no Optuna study" in text
+    assert "could not be drawn" not in text
+    assert "--data 'my data.csv'" in text  # the winner-only command keeps the data argument
+    for name in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert (exp / name).is_file()
+
+
+def test_importance_uses_pruned_trials_when_too_few_completed(tmp_path):
+    import optuna
+
+    from search.experiment import STUDY_NAME, open_study_storage
+    from search.report import write_report
+
+    exp = _fake_experiment(tmp_path)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=STUDY_NAME, storage=open_study_storage(exp),
+                                direction="maximize")
+    dists = {"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True),
+             "optimizer": optuna.distributions.CategoricalDistribution(["adamw", "sgd"])}
+    for i, (lr, opt) in enumerate([(0.01, "adamw"), (0.1, "sgd"), (0.001, "adamw"), (0.3, "sgd")]):
+        state = optuna.trial.TrialState.COMPLETE if i == 0 else optuna.trial.TrialState.PRUNED
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": lr, "optimizer": opt}, distributions=dists, state=state,
+            value=0.5 if i == 0 else None, intermediate_values={1: 0.2 + 0.05 * i}))
+    text = write_report(exp).read_text()
+    assert "1 COMPLETE trials plus 3 PRUNED (ASHA-stopped)" in text
+    assert "last reported epoch" in text
+    assert "![Hyperparameter importance](report_param_importance.png)" in text
+    assert (exp / "report_param_importance.png").is_file()
+
+
+def test_tbx_callback_writes_sessions_at_start_with_the_real_status(tmp_path):
+    """search/tbx_callback.py, driven the way Tune drives a logger callback (no Ray cluster)."""
+    from tensorboard.plugins.hparams import api_pb2, metadata
+
+    from search.tbx_callback import SearchTBXLoggerCallback
+
+    class FakeTrial:
+        def __init__(self, trial_id, config):
+            self.trial_id, self.config, self.evaluated_params = trial_id, config, config
+            self.local_path = str(tmp_path / f"train_trial_{trial_id}_1")
+
+        def init_local_path(self):
+            Path(self.local_path).mkdir(parents=True, exist_ok=True)
+
+    cb = SearchTBXLoggerCallback()
+    ok = FakeTrial("aaaa0001", {"lr": 0.01, "optimizer": "adamw", "sizes": [1, 2]})
+    bad = FakeTrial("bbbb0002", {"lr": 0.5, "optimizer": "sgd", "sizes": [3]})
+    cb.log_trial_start(ok)
+    cb.log_trial_start(bad)
+    running = load_run(ok.local_path)  # listed while it runs, before any result
+    assert session_start(running).hparams["lr"].number_value == 0.01
+    assert session_start(running).hparams["sizes"].string_value == "[1, 2]"  # lists kept as JSON
+    assert session_end(running) is None
+    cb.log_trial_result(1, ok, {"training_iteration": 1, "val_accuracy": 0.3, "config": ok.config})
+    cb.log_trial_end(ok)
+    cb.log_trial_end(bad, failed=True)  # failed before its first result
+    for trial, status in ((ok, api_pb2.STATUS_SUCCESS), (bad, api_pb2.STATUS_FAILURE)):
+        acc = load_run(trial.local_path)
+        assert session_end(acc).status == status
+        assert metadata.EXPERIMENT_TAG not in hparams_content(acc)
+    assert [e.value for e in load_run(ok.local_path).Scalars(RAY + "val_accuracy")] == [
+        pytest.approx(0.3)]

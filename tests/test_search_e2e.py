@@ -1,0 +1,113 @@
+"""End to end on the real small sample: the smoke search with a real local Ray, real Optuna,
+real timm; then every output file is read back and cross-checked."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from fer_models.checkpoint import load_model
+from fer_models.data import load_fer2013
+from search.experiment import JOURNAL_FILE, STUDY_NAME, open_study_storage
+from search.space import load_space
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = REPO.parent / "shared" / "data" / "fer2013-small.csv.gz"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def smoke_run(smoke_experiment):
+    return smoke_experiment
+
+
+def test_search_succeeds_and_last_line_reports_private_test(smoke_run):
+    proc, _ = smoke_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"PrivateTest accuracy: 0\.\d{4} \(n=350\)", last), last
+    assert "tensorboard --logdir" in proc.stdout
+
+
+def test_all_outputs_exist(smoke_run):
+    _, exp = smoke_run
+    for name in ("trials.csv", "best.yaml", "metrics.json", "summary.json", "space.yaml",
+                 "model/model.safetensors", "model/config.json", JOURNAL_FILE):
+        assert (exp / name).is_file(), name
+
+
+def test_asha_stopped_a_trial_and_study_recorded_every_trial_truthfully(smoke_run):
+    _, exp = smoke_run
+    trials = pd.read_csv(exp / "trials.csv")
+    space = load_space(REPO / "spaces" / "smoke.yaml")
+    assert len(trials) == space.search.num_samples
+    stopped = trials[trials.status == "stopped_early"]
+    assert len(stopped) >= 1, trials[["trial_id", "status", "epochs"]]
+    assert (stopped.epochs < space.max_epochs).all()
+    assert (trials[trials.status == "completed"].epochs == space.max_epochs).all()
+
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_study_storage(exp))
+    assert len(study.trials) == len(trials)
+    states = sorted(t.state.name for t in study.trials)
+    expected = sorted({"completed": "COMPLETE", "stopped_early": "PRUNED", "failed": "FAIL"}[s]
+                      for s in trials.status)
+    assert states == expected
+    for t in study.trials:  # pruned trials keep their per-epoch values for TPE
+        assert t.intermediate_values, t
+        if t.state == optuna.trial.TrialState.PRUNED:  # cut short: no value at the last epoch
+            assert max(t.intermediate_values) < space.max_epochs
+
+
+def test_outputs_agree_with_each_other(smoke_run):
+    _, exp = smoke_run
+    trials = pd.read_csv(exp / "trials.csv")
+    summary = json.loads((exp / "summary.json").read_text())
+    metrics = json.loads((exp / "metrics.json").read_text())
+    assert summary["trials_run"] == len(trials)
+    assert summary["total_epochs"] == trials.epochs.sum()
+    assert summary["best_public_test_accuracy"] == pytest.approx(trials.best_val_accuracy.max())
+    assert summary["private_test_accuracy"] == pytest.approx(metrics["accuracy"])
+    assert metrics["n"] == summary["private_test_n"] == 350
+    assert sum(map(sum, metrics["confusion_matrix"])) == 350
+    assert 0 <= metrics["macro_f1"] <= 1 and len(metrics["per_class_accuracy"]) == 7
+    assert "tta" in metrics and metrics["tta"]["n"] == 350
+
+    best = yaml.safe_load((exp / "best.yaml").read_text())
+    winner = trials.loc[trials.best_val_accuracy.idxmax()]
+    assert winner.trial_id == summary["best_trial"]
+    assert best["params"]["lr"] == pytest.approx(winner["config/lr"])
+    assert best["params"]["optimizer"] == winner["config/optimizer"]
+    load_space(exp / "best.yaml")  # re-runnable: a valid space file
+
+    model, cfg = load_model(exp / "model")
+    assert cfg.lr == pytest.approx(winner["config/lr"]) and cfg.epochs == summary["retrain_epochs"]
+
+
+def test_private_test_never_reached_a_trial(smoke_run):
+    _, exp = smoke_run
+    trials = pd.read_csv(exp / "trials.csv")
+    assert (trials.private_test_rows_seen == 0).all()
+    data = load_fer2013(SMALL)
+    # Every per-epoch result of every trial says what it trained and validated on.
+    for progress in exp.glob("train_trial_*/progress.csv"):
+        rows = pd.read_csv(progress)
+        assert (rows.train_rows == len(data.train)).all()
+        assert (rows.public_test_rows == len(data.public_test)).all()
+        assert (rows.private_test_rows_seen == 0).all()
+
+
+def test_trainable_refuses_private_test():
+    from search.trainable import train_trial
+
+    if not SMALL.exists():
+        pytest.skip("no data")
+    with pytest.raises(RuntimeError, match="PrivateTest"):
+        train_trial({"backbone": "resnet10t", "epochs": 1}, load_fer2013(SMALL))

@@ -1,0 +1,163 @@
+"""Search-space YAML validation: every bad file exits 2 with a message naming the file and the key,
+before Ray starts and without writing anything."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+
+from search.run import main
+from search.space import SpaceError, load_space
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD = """
+search: {sampler: tpe, seed: 0, num_samples: 2}
+params:
+  backbone: resnet10t
+  epochs: 1
+  lr: {loguniform: [1.0e-4, 1.0e-2]}
+"""
+
+# (case id, YAML text, key the message must name, words the message must contain)
+BAD_SPACES = [
+    ("typo_section", "serach: {num_samples: 2}\nparams: {epochs: 1}", "serach", "did you mean 'search'"),
+    ("typo_param", "params: {dropuot: 0.1}", "params.dropuot", "did you mean 'dropout'"),
+    ("typo_search_key", "search: {num_sample: 2}\nparams: {epochs: 1}", "search.num_sample", "num_samples"),
+    ("wrong_type_param", "params: {lr: fast}", "params.lr", "must be float"),
+    ("wrong_type_setting", "search: {num_samples: ten}\nparams: {epochs: 1}", "search.num_samples", "must be int"),
+    ("wrong_type_bool", "search: {checkpoint: 3}\nparams: {epochs: 1}", "search.checkpoint", "must be bool"),
+    ("inverted_range", "params: {dropout: {uniform: [0.5, 0.1]}}", "params.dropout.uniform", "inverted"),
+    ("empty_range", "params: {lr: {loguniform: [0.01, 0.01]}}", "params.lr.loguniform", "inverted"),
+    ("empty_choice", "params: {backbone: {choice: []}}", "params.backbone.choice", "non-empty"),
+    ("loguniform_zero", "params: {lr: {loguniform: [0, 0.1]}}", "params.lr.loguniform", "> 0"),
+    ("step_too_big", "params: {dropout: {uniform: [0.0, 0.2], step: 0.5}}", "params.dropout.step", "step"),
+    ("float_int_range", "params: {epochs: {int: [1.5, 3]}}", "params.epochs.int", "integers"),
+    ("int_as_uniform", "params: {epochs: {uniform: [1, 3]}}", "params.epochs", "int: [low, high]"),
+    ("two_distributions", "params: {lr: {uniform: [0.1, 0.2], loguniform: [0.1, 0.2]}}", "params.lr", "exactly one"),
+    ("not_a_list", "params: {lr: {uniform: 0.1}}", "params.lr.uniform", "[low, high]"),
+    ("dropout_above_one", "params: {dropout: {uniform: [0.5, 1.5]}}", "params.dropout", "[0, 1]"),
+    ("unknown_backbone", "params: {backbone: resnet81}", "params.backbone", "unknown timm backbone 'resnet81'"),
+    ("unknown_backbone_in_choice", "params: {backbone: {choice: [resnet18, not_a_net]}}", "params.backbone", "not_a_net"),
+    ("input_below_minimum", "params: {backbone: inception_v3, input_size: 48}", "params.input_size", "minimum of 75"),
+    ("input_choice_below_minimum", "params: {backbone: {choice: [resnet18, inception_v3]}, input_size: {choice: [48, 96]}}",
+     "params.input_size", "int range"),
+    ("input_range_below_minimum", "params: {backbone: inception_v3, input_size: {int: [32, 64]}}", "params.input_size", "75"),
+    ("unknown_sampler", "search: {sampler: bayes}\nparams: {epochs: 1}", "search.sampler", "tpe"),
+    ("unknown_scheduler", "search: {scheduler: hyperband}\nparams: {epochs: 1}", "search.scheduler", "asha"),
+    ("unknown_optimizer", "params: {optimizer: adamww}", "params.optimizer", "did you mean"),
+    ("unknown_lr_scheduler", "params: {scheduler: step}", "params.scheduler", "cosine"),
+    ("unknown_metric", "metric: accuracy\nparams: {epochs: 1}", "metric", "val_accuracy"),
+    ("negative_resources", "resources: {cpus_per_trial: -1}\nparams: {epochs: 1}", "resources.cpus_per_trial", ">= 0"),
+    ("bad_seeds", "retrain: {seeds: []}\nparams: {epochs: 1}", "retrain.seeds", "non-empty"),
+    ("zero_samples", "search: {num_samples: 0}\nparams: {epochs: 1}", "search.num_samples", ">= 1"),
+    ("no_params", "search: {num_samples: 2}", "params", "required"),
+    ("top_level_list", "- a\n- b", "", "expected a mapping"),
+    ("invalid_yaml", "params: {lr: [1, 2\n", "", "not valid YAML"),
+    ("not_tunable_key", "params: {extra: 1}", "params.extra", "unknown key"),
+]
+
+
+@pytest.fixture
+def small_csv_path():
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013-small.csv.gz"
+    if not data.exists():
+        pytest.skip(f"{data} not found")
+    return data
+
+
+@pytest.mark.parametrize("case,text,key,words", BAD_SPACES, ids=[c[0] for c in BAD_SPACES])
+def test_bad_space_exits_2_naming_file_and_key(case, text, key, words, tmp_path, capsys, small_csv_path):
+    space = tmp_path / f"{case}.yaml"
+    space.write_text(text)
+    out = tmp_path / "results"
+    code = main([str(space), "--data", str(small_csv_path), "--output", str(out), "--name", "x"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, f"one line expected: {err!r}"
+    assert str(space) in err
+    if key:
+        assert f": {key}:" in err, err
+    assert words in err, err
+    assert not ray.is_initialized(), "Ray must not start for a bad space"
+    assert not (out / "x").exists(), "nothing may be written for a bad space"
+
+
+def test_missing_space_file(tmp_path, capsys):
+    assert main([str(tmp_path / "nope.yaml")]) == 2
+    assert "no such search-space file" in capsys.readouterr().err
+
+
+def test_missing_data_names_kaggle_and_flag(tmp_path, capsys):
+    space = tmp_path / "s.yaml"
+    space.write_text(GOOD)
+    assert main([str(space), "--data", str(tmp_path / "fer2013.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "fer2013.csv" in err and "Kaggle" in err and "--data" in err
+
+
+def test_bad_cli_numbers_exit_2(tmp_path, capsys, small_csv_path):
+    space = tmp_path / "s.yaml"
+    space.write_text(GOOD)
+    assert main([str(space), "--data", str(small_csv_path), "--num-samples", "0"]) == 2
+    assert "--num-samples" in capsys.readouterr().err
+
+
+def test_existing_experiment_is_not_overwritten(tmp_path, capsys, small_csv_path):
+    space = tmp_path / "s.yaml"
+    space.write_text(GOOD)
+    existing = tmp_path / "results" / "taken"
+    existing.mkdir(parents=True)
+    (existing / "trials.csv").write_text("keep me")
+    code = main([str(space), "--data", str(small_csv_path), "--output", str(tmp_path / "results"),
+                 "--name", "taken"])
+    assert code == 2 and "already exists" in capsys.readouterr().err
+    assert (existing / "trials.csv").read_text() == "keep me"
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path):
+    space = tmp_path / "typo.yaml"
+    space.write_text("params: {dropuot: 0.1}")
+    proc = subprocess.run([sys.executable, "-m", "search.run", str(space)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "params.dropuot" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "inception", "backbones"])
+def test_shipped_spaces_load(name):
+    space = load_space(REPO / "spaces" / f"{name}.yaml")
+    assert space.search.num_samples >= 1 and space.max_epochs >= 1
+
+
+def test_input_size_is_conditional_on_backbone():
+    """An int range starts at each backbone's minimum: inception_v3 is never proposed below 75."""
+    space = load_space(REPO / "spaces" / "backbones.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(80):
+        trial = study.ask()
+        space.suggest(trial)
+        study.tell(trial, 0.0)
+        seen.add((trial.params["backbone"], trial.params["input_size"]))
+    inception = {size for b, size in seen if b == "inception_v3"}
+    assert inception and min(inception) >= 75
+    assert any(b != "inception_v3" and size < 75 for b, size in seen)
+
+
+def test_fixed_values_are_returned_and_distributions_suggested():
+    space = load_space(REPO / "spaces" / "smoke.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    trial = study.ask()
+    fixed = space.suggest(trial)
+    assert fixed["backbone"] == "resnet10t" and fixed["epochs"] == 2
+    assert set(trial.params) == {"lr", "dropout", "weight_decay", "optimizer"}
+    assert 1e-4 <= trial.params["lr"] <= 3e-2
+    assert round(trial.params["dropout"] * 10) == pytest.approx(trial.params["dropout"] * 10)
+
+
+def test_space_error_is_a_value_error():
+    assert issubclass(SpaceError, ValueError)
