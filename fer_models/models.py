@@ -47,12 +47,34 @@ def check_backbone(name: str) -> None:
 
 
 @functools.lru_cache(maxsize=None)
+def _meta_model(backbone: str) -> nn.Module | None:
+    """The backbone built on the meta device (shapes, no storage), or None if it cannot be."""
+    import timm
+
+    with torch.device("meta"):
+        try:
+            return timm.create_model(backbone, pretrained=False, in_chans=1,
+                                     num_classes=NUM_CLASSES).eval()
+        except Exception:
+            return None
+
+
+def _runs_at(model: nn.Module, size: int) -> bool:
+    try:
+        with torch.no_grad(), torch.device("meta"):
+            model(torch.empty(1, 1, size, size))
+        return True
+    except Exception:
+        return False
+
+
+@functools.lru_cache(maxsize=None)
 def min_input_size(backbone: str) -> int:
     """Smallest square input (px) the backbone accepts.
 
     timm's pretrained config states it for some models (inception_v3: 75). Otherwise the model is
-    built on the meta device, which has shapes but no storage, and run at growing sizes: the first
-    size whose forward pass succeeds is the minimum. Costs milliseconds, allocates nothing.
+    run on the meta device at growing sizes: the first size whose forward pass succeeds is the
+    minimum. Costs milliseconds, allocates nothing.
     """
     import timm
 
@@ -61,44 +83,21 @@ def min_input_size(backbone: str) -> int:
     stated = getattr(cfg, "min_input_size", None) if cfg is not None else None
     if stated:
         return int(stated[-1])
-    with torch.device("meta"):
-        try:
-            model = timm.create_model(backbone, pretrained=False, in_chans=1,
-                                      num_classes=NUM_CLASSES).eval()
-        except Exception:
-            return 32  # cannot probe: a conservative floor that all CNNs in timm accept
-        def runs(size: int) -> bool:
-            try:
-                with torch.no_grad():
-                    model(torch.empty(1, 1, size, size))
-                return True
-            except Exception:
-                return False
-
-        coarse = next((s for s in range(8, 257, 8) if runs(s)), None)
-        if coarse is None:
-            return 32
-        return max(8, next(s for s in range(max(coarse - 7, 1), coarse + 1) if runs(s)))
+    model = _meta_model(backbone)
+    if model is None:
+        return 32  # cannot probe: a conservative floor that all CNNs in timm accept
+    coarse = next((s for s in range(8, 257, 8) if _runs_at(model, s)), None)
+    if coarse is None:
+        return 32
+    return max(8, next(s for s in range(max(coarse - 7, 1), coarse + 1) if _runs_at(model, s)))
 
 
 @functools.lru_cache(maxsize=None)
 def accepts_input_size(backbone: str, input_size: int) -> bool:
     """Whether a forward pass at this size works, tried on the meta device (no compute).
     Catches fixed-size models (ViT, MaxViT, ...) that only run at their native size."""
-    import timm
-
-    with torch.device("meta"):
-        try:
-            model = timm.create_model(backbone, pretrained=False, in_chans=1,
-                                      num_classes=NUM_CLASSES).eval()
-        except Exception:
-            return True  # cannot probe: let the real build decide
-        try:
-            with torch.no_grad():
-                model(torch.empty(1, 1, input_size, input_size))
-            return True
-        except Exception:
-            return False
+    model = _meta_model(backbone)
+    return True if model is None else _runs_at(model, input_size)  # unknown: the build decides
 
 
 def check_input_size(backbone: str, input_size: int) -> None:

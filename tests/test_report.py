@@ -86,8 +86,8 @@ def http_json(url: str, body: dict | None = None, timeout: float = 10):
 def experiment(smoke_experiment) -> Path:
     proc, exp = smoke_experiment
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "warning: could not write the report" not in proc.stdout, proc.stdout[-3000:]
-    assert re.search(r"^report: .*report\.md$", proc.stdout, re.M), proc.stdout[-3000:]
+    assert "warning: could not write" not in proc.stdout, proc.stdout[-3000:]
+    assert re.search(r"^report\.md: .*report\.md$", proc.stdout, re.M), proc.stdout[-3000:]
     return exp
 
 
