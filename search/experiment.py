@@ -1,7 +1,6 @@
 """The search itself: start or join Ray, run the Tuner, then retrain the winner and write outputs."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -192,7 +191,3 @@ def _is_missing(v) -> bool:
         return v is None or (not isinstance(v, (list, dict, str)) and pd.isna(v))
     except (TypeError, ValueError):
         return False
-
-
-def load_summary(experiment: Path) -> dict:
-    return json.loads((experiment / "summary.json").read_text())

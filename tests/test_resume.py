@@ -157,3 +157,53 @@ params: {backbone: resnet10t, epochs: 1, batch_size: 64, fail_with_nan_at_epoch:
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "all 1 trial failed" in proc.stderr and "NonFiniteLossError" in proc.stderr
     assert "Traceback" not in proc.stderr.split("error: all")[-1]
+
+
+def test_killed_trial_worker_is_retried_and_search_completes(tmp_path):
+    """SIGKILL the process running a trial after its first epoch: with max_failures 1, Tune
+    restarts the trial from its checkpoint and the search finishes with every trial accounted for."""
+    if not SMALL.exists():
+        pytest.skip(f"{SMALL} not found")
+    from tests.proc_utils import cmdline
+
+    space = tmp_path / "kill.yaml"
+    space.write_text("""
+search: {sampler: random, seed: 0, num_samples: 2, scheduler: none, max_failures: 1}
+retrain: {epochs: 1, tta: false}
+params: {backbone: resnet10t, epochs: 3, batch_size: 128, lr: {loguniform: [1.0e-3, 3.0e-3]}}
+""")
+    exp = tmp_path / "kill"
+    log = open(tmp_path / "kill.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "search.run", str(space), "--data", str(SMALL),
+                             "--output", str(tmp_path), "--name", "kill", "--verbose", "0"],
+                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    killed = None
+    started: set[int] = set()
+    try:
+        deadline = time.time() + 300
+        while killed is None:
+            assert proc.poll() is None, (tmp_path / "kill.log").read_text()[-3000:]
+            assert time.time() < deadline, "no trial reported an epoch in time"
+            started |= descendants(proc.pid)
+            if any(len(pd.read_csv(p)) >= 1 for p in exp.glob("train_trial_*/progress.csv")
+                   if p.stat().st_size):
+                workers = [pid for pid in descendants(proc.pid) if "ImplicitFunc" in cmdline(pid)]
+                if workers:
+                    killed = workers[0]
+                    os.kill(killed, signal.SIGKILL)
+            time.sleep(0.5)
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kill_all(started | descendants(proc.pid))
+        log.close()
+    output = (tmp_path / "kill.log").read_text()
+    assert proc.returncode == 0, output[-3000:]
+    assert re.search(r"PrivateTest accuracy: 0\.\d{4} \(n=350\)\s*$", output), output[-1000:]
+    trials = pd.read_csv(exp / "trials.csv")
+    assert len(trials) == 2
+    # The killed trial was retried from its checkpoint (completed), or recorded as failed.
+    assert set(trials.status) <= {"completed", "failed"}
+    assert (trials[trials.status == "completed"].epochs == 3).all()
+    assert (exp / "summary.json").exists()
