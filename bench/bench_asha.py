@@ -6,6 +6,7 @@ stopping, on the small real sample: total epochs consumed and the best PublicTes
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "fer2013-small.csv.gz"
+DATA = Path(os.environ.get("FER_DATA_DIR") or REPO.parent / "shared" / "data") / "fer2013-small.csv.gz"
 
 
 def run(space: dict, data: str, out: Path, name: str) -> dict:

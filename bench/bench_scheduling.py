@@ -9,6 +9,7 @@ loop (Optuna ask/tell, the same reports), then prints the difference per trial.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013-small.csv.gz"
+DATA = Path(os.environ.get("FER_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data") / "fer2013-small.csv.gz"
 
 
 def noop_trial(config: dict, data, threads: int = 1, checkpoint: bool = True) -> None:

@@ -19,8 +19,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import data_dir
+
 REPO = Path(__file__).resolve().parents[1]
-SMALL = REPO.parent / "shared" / "data" / "fer2013-small.csv.gz"
+SMALL = data_dir() / "fer2013-small.csv.gz"  # ../shared/data or $FER_DATA_DIR
 RAY = "ray/tune/"                         # TBXLoggerCallback's tag prefix
 EPOCH_TAGS = ("val_accuracy", "train_loss", "lr", "val_loss", "images_per_s")
 SIZE_ALL = {k: 0 for k in ("compressedHistograms", "images", "audio", "scalars", "histograms",

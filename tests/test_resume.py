@@ -15,11 +15,13 @@ import optuna
 import pandas as pd
 import pytest
 
+from tests.conftest import data_dir
+
 from search.experiment import STUDY_NAME, open_study_storage
 from tests.proc_utils import descendants, kill_all
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = REPO.parent / "shared" / "data" / "fer2013-small.csv.gz"
+SMALL = data_dir() / "fer2013-small.csv.gz"  # ../shared/data or $FER_DATA_DIR
 pytestmark = pytest.mark.slow
 
 SPACE = """

@@ -12,6 +12,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+
+from tests.conftest import data_dir
 import yaml
 
 from fer_models.checkpoint import load_model
@@ -20,7 +22,7 @@ from search.experiment import JOURNAL_FILE, STUDY_NAME, open_study_storage
 from search.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = REPO.parent / "shared" / "data" / "fer2013-small.csv.gz"
+SMALL = data_dir() / "fer2013-small.csv.gz"  # ../shared/data or $FER_DATA_DIR
 pytestmark = pytest.mark.slow
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+
+from tests.conftest import data_file
 import ray
 
 from search.run import main
@@ -63,7 +65,7 @@ BAD_SPACES = [
 
 @pytest.fixture
 def small_csv_path():
-    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013-small.csv.gz"
+    data = data_file("fer2013-small.csv.gz")
     if not data.exists():
         pytest.skip(f"{data} not found")
     return data
