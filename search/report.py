@@ -545,9 +545,28 @@ def _figure_lines(key, caption, figures, problems, note: str = "") -> list[str]:
     return []
 
 
-if __name__ == "__main__":  # python -m search.report EXPERIMENT [...]: redo logs and report
+def main(argv: list[str] | None = None) -> int:
+    """``python -m search.report DIR...``: rewrite the retrain's TensorBoard logs and report.md."""
+    import argparse
     import sys
 
-    for arg in sys.argv[1:] or ["."]:
+    parser = argparse.ArgumentParser(prog="python -m search.report",
+                                     description="Rewrite report.md, its plots and the retrain's "
+                                                 "TensorBoard logs of finished experiments.")
+    parser.add_argument("experiments", nargs="+", help="experiment folders (results/<name>)")
+    args = parser.parse_args(argv)
+    for arg in args.experiments:
+        folder = Path(arg)
+        missing = [f for f in ("trials.csv", "summary.json", "metrics.json") if not (folder / f).is_file()]
+        if missing:
+            print(f"error: {folder}: not a finished experiment folder (no {', '.join(missing)})",
+                  file=sys.stderr)
+            return 2
+    for arg in args.experiments:
         print(log_retrain_tensorboard(Path(arg)))
         print(write_report(Path(arg)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
