@@ -35,6 +35,16 @@ def save_model(directory: str | os.PathLike, model: torch.nn.Module, cfg: TrainC
     return directory
 
 
+def save_model_bytes(directory: str | os.PathLike, weights: bytes, cfg: TrainConfig) -> Path:
+    """Like :func:`save_model` for weights already serialised with ``safetensors.torch.save``
+    (a Ray task returns bytes, not a module)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MODEL_FILE).write_bytes(weights)
+    (directory / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
+    return directory
+
+
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):
     """Rebuild the model saved by :func:`save_model`; returns ``(model, TrainConfig)``."""
     from safetensors.torch import load_file

@@ -11,7 +11,7 @@ from ray.tune.schedulers import FIFOScheduler
 from fer_models.data import FER2013
 
 from .outputs import trials_table, write_best_yaml, write_json
-from .retrain import retrain_winner
+from .retrain import retrain_top
 from .scheduler import ResumableASHA
 from .tbx_callback import SearchTBXLoggerCallback
 from .searcher import PrunedAwareOptunaSearch, make_sampler
@@ -137,14 +137,21 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
                               f"see {experiment / 'trials.csv'}")
     # The winner by the search metric on PublicTest (best epoch of each trial).
     key = "best_val_accuracy" if space.mode == "max" else "best_val_loss"
-    winner = ok.sort_values(key, ascending=space.mode != "max").iloc[0]
-    best_config = {k[len("config/"):]: winner[k] for k in table.columns
-                   if k.startswith("config/") and not _is_missing(winner[k])}
+    ranked = ok.dropna(subset=[key]).sort_values(key, ascending=space.mode != "max", kind="stable")
+    top = _distinct_top(ranked, [c for c in table.columns if c.startswith("config/")],
+                        space.retrain.top_k)
+    winner = top[0][0]
+    best_config = top[0][1]
     write_best_yaml(experiment / "best.yaml", space, best_config)
     print(f"best trial {winner['trial_id']}: PublicTest accuracy {winner['best_val_accuracy']:.4f}"
           f" after {int(winner['epochs'])} epochs; retraining ...", flush=True)
+    if space.retrain.top_k > 1:
+        print(f"ensemble of the top {len(top)} distinct configs: "
+              + ", ".join(f"{row['trial_id']} ({row['best_val_accuracy']:.4f})" for row, _ in top),
+              flush=True)
 
-    retrain = retrain_winner(space, data, best_config, experiment / "model")
+    retrain = retrain_top(space, data, [cfg for _, cfg in top], experiment,
+                          trial_ids=[str(row["trial_id"]) for row, _ in top])
     metrics = retrain["metrics"]
     write_json(experiment / "metrics.json", metrics)
     summary = {
@@ -163,12 +170,41 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
         "private_test_accuracy_mean": metrics["accuracy_mean"],
         "private_test_accuracy_sd": metrics["accuracy_sd"],
         "private_test_n": metrics["n"],
+        **_headline_scores(metrics),
         "resources_per_trial": resources,
         "wall_seconds": round(time.time() - started, 1),
     }
     write_json(experiment / "summary.json", summary)
     write_report_safely(experiment)
     return {"summary": summary, "metrics": metrics, "table": table}
+
+
+def _distinct_top(ranked, config_columns: list[str], k: int) -> list[tuple]:
+    """The first ``k`` rows of ``ranked`` whose configs differ, as (row, config dict) pairs."""
+    top, seen = [], set()
+    for _, row in ranked.iterrows():
+        config = {c[len("config/"):]: row[c] for c in config_columns if not _is_missing(row[c])}
+        fingerprint = repr(sorted((k_, repr(v)) for k_, v in config.items()))
+        if fingerprint not in seen:
+            seen.add(fingerprint)
+            top.append((row, config))
+        if len(top) == k:
+            break
+    return top
+
+
+def _headline_scores(metrics: dict) -> dict:
+    """PrivateTest figures worth a column: TTA and the ensemble, when they were computed."""
+    out = {}
+    if "tta" in metrics:
+        out["private_test_accuracy_tta"] = metrics["tta"]["accuracy"]
+    if "ensemble" in metrics:
+        ens = metrics["ensemble"]
+        out["ensemble_k"] = ens["k"]
+        out["ensemble_private_test_accuracy"] = ens["accuracy"]
+        if "tta" in ens:
+            out["ensemble_private_test_accuracy_tta"] = ens["tta"]["accuracy"]
+    return out
 
 
 def write_report_safely(experiment: Path) -> None:

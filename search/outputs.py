@@ -72,7 +72,8 @@ def write_best_yaml(path: Path, space, config: dict) -> None:
         "search": {"sampler": space.search.sampler, "seed": space.search.seed, "num_samples": 1,
                    "max_concurrent": 1, "scheduler": "none"},
         "retrain": {"epochs": space.retrain.epochs, "seeds": list(space.retrain.seeds),
-                    "train_on_public": space.retrain.train_on_public, "tta": space.retrain.tta},
+                    "train_on_public": space.retrain.train_on_public, "tta": space.retrain.tta,
+                    "top_k": space.retrain.top_k},
         "params": {k: _plain(v) for k, v in sorted(config.items())},
     }
     path.write_text(f"# Best configuration of {space.path} (re-run: python -m search.run {path})\n"

@@ -1,12 +1,19 @@
-"""Retrain the winning configuration as Ray tasks (so a cluster runs it on a GPU worker), then
-evaluate PrivateTest once per retrained model. Several seeds give mean +- sd; the saved model is
-the first seed's (choosing a seed by its PrivateTest score would be selecting on the test set)."""
+"""Retrain the winning configuration (and, with ``retrain.top_k`` > 1, the next best distinct ones)
+as Ray tasks, so a cluster runs them on GPU workers; then score PrivateTest once per model.
+
+* Several seeds of the winner give mean +- sd; the saved ``model/`` is the first seed's (choosing a
+  seed by its PrivateTest score would be selecting on the test set).
+* With top_k > 1 the members (the first seed of each of the k best configs) are saved in
+  ``ensemble/`` and their averaged probabilities are scored beside each member's own.
+* Every score is reported plain and, with ``retrain.tta``, with ten-crop + flip TTA.
+"""
 from __future__ import annotations
 
 import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import ray
 
 from fer_models.config import TrainConfig
@@ -18,74 +25,124 @@ def retrain_one(config: dict, data: FER2013, threads: int, tta: bool) -> dict:
     import torch
     from safetensors.torch import save as to_safetensors
 
-    from fer_models.evaluate import evaluate
+    from fer_models.evaluate import predict_proba
     from fer_models.train import fit, resolve_device
 
     torch.set_num_threads(max(threads, 1))
     cfg = TrainConfig.from_dict(config)
-    tag = f"[retrain seed {cfg.seed}]"
+    tag = f"[retrain {config.get('extra', {}).get('member', '')} seed {cfg.seed}]"
     result = fit(cfg, data, log=lambda line: print(tag, line, flush=True))  # reads no PrivateTest
     device = resolve_device(cfg.device)
     test = data.private_test
     out = {"seed": cfg.seed, "history": result.history,
-           "metrics": evaluate(result.model, test.images, test.labels, cfg.input_size, cfg.in_chans,
-                               cfg.eval_batch_size, device)}
+           "probs": predict_proba(result.model, test.images, cfg.input_size, cfg.in_chans,
+                                  cfg.eval_batch_size, device)}
     if tta:
-        out["metrics_tta"] = evaluate(result.model, test.images, test.labels, cfg.input_size,
-                                      cfg.in_chans, cfg.eval_batch_size, device, tta=True)
+        out["probs_tta"] = predict_proba(result.model, test.images, cfg.input_size, cfg.in_chans,
+                                         cfg.eval_batch_size, device, tta=True)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in result.model.state_dict().items()}
     out["weights"] = to_safetensors(state)
     return out
 
 
-def retrain_resources() -> dict:
-    """One task's resources must fit on a single node: a request no node can hold waits forever."""
+def retrain_resources(n_tasks: int = 1) -> dict:
+    """One task's resources, fitting on a single node (a request no node can hold waits forever).
+    On CPU-only nodes the CPUs are shared out so that ``n_tasks`` run side by side: two 1-thread
+    trainings get more images per second from two cores than one 2-thread training."""
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     gpu_nodes = [r for r in nodes if r.get("GPU", 0) >= 1]
     if gpu_nodes:
         node_cpus = max(int(r.get("CPU", 0)) for r in gpu_nodes)
         return {"num_gpus": 1, "num_cpus": max(1, min(4, node_cpus // 2))}
     node_cpus = max((int(r.get("CPU", 0)) for r in nodes), default=1)
-    return {"num_gpus": 0, "num_cpus": max(node_cpus, 1)}
+    return {"num_gpus": 0, "num_cpus": max(1, node_cpus // max(n_tasks, 1))}
 
 
-def retrain_winner(space, data: FER2013, best_config: dict, model_dir: Path) -> dict:
-    from fer_models.checkpoint import CONFIG_FILE, MODEL_FILE
+def retrain_configs(space, configs: list[dict]) -> list[dict]:
+    """The training configs of every retrain task: member i's config x seeds (seeds beyond the
+    first for the winner only: they measure its spread, the ensemble uses the first seed)."""
+    epochs = space.retrain.epochs
+    tasks = []
+    for i, best in enumerate(configs):
+        config = dict(best)
+        config.update(epochs=epochs or int(config.get("epochs", TrainConfig().epochs)),
+                      train_on_public=space.retrain.train_on_public)
+        if config["train_on_public"] and config.get("scheduler") == "plateau":
+            config["scheduler"] = "cosine"  # plateau needs a validation split, which is trained on
+        seeds = space.retrain.seeds if i == 0 else space.retrain.seeds[:1]
+        for s in seeds:
+            extra = {**(config.get("extra") or {}), "member": f"member-{i}"}
+            tasks.append({**config, "seed": int(s), "extra": extra})
+    return tasks
 
-    config = dict(best_config)
-    epochs = space.retrain.epochs or int(config.get("epochs", TrainConfig().epochs))
-    config.update(epochs=epochs, train_on_public=space.retrain.train_on_public)
-    if config["train_on_public"] and config.get("scheduler") == "plateau":
-        config["scheduler"] = "cosine"  # plateau needs a validation split, which is trained on
-    resources = retrain_resources()
+
+def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
+                trial_ids: list[str] | None = None) -> dict:
+    """Retrain ``configs`` (best first), write ``model/`` (and ``ensemble/``), return metrics."""
+    from fer_models.checkpoint import save_model_bytes
+    from fer_models.ensemble import save_ensemble
+    from fer_models.evaluate import metrics_from_probs
+
+    tasks = retrain_configs(space, configs)
+    resources = retrain_resources(len(tasks))
     data_ref = ray.put(data)  # the only object that carries PrivateTest
     start = time.time()
-    refs = [retrain_one.options(**resources).remote({**config, "seed": int(s)}, data_ref,
-                                                      resources["num_cpus"], space.retrain.tta)
-            for s in space.retrain.seeds]
-    print(f"retraining {len(refs)} seed(s) for {epochs} epochs "
+    refs = [retrain_one.options(**resources).remote(t, data_ref, resources["num_cpus"],
+                                                      space.retrain.tta) for t in tasks]
+    print(f"retraining {len(configs)} config(s), {len(refs)} run(s) of {tasks[0]['epochs']} epochs "
           f"({resources['num_cpus']} CPU, {resources['num_gpus']} GPU each) ...", flush=True)
     outs = ray.get(refs)
-    first = outs[0]
-    model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / MODEL_FILE).write_bytes(first["weights"])
-    cfg = TrainConfig.from_dict({**config, "seed": first["seed"]})
-    import json
+    labels = np.asarray(data.private_test.labels)
 
-    (model_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
-    (model_dir / "history.json").write_text(json.dumps(first["history"], indent=2))
-    accs = [o["metrics"]["accuracy"] for o in outs]
-    metrics = dict(first["metrics"])
+    def scores(out: dict) -> dict:
+        s = {"seed": out["seed"], **_short(metrics_from_probs(out["probs"], labels))}
+        if "probs_tta" in out:
+            s["accuracy_tta"] = metrics_from_probs(out["probs_tta"], labels)["accuracy"]
+        return s
+
+    # The winner (member-0) and its seeds: the single-model result, saved in model/.
+    winner_runs = [(t, o) for t, o in zip(tasks, outs) if t["extra"]["member"] == "member-0"]
+    first_task, first = winner_runs[0]
+    save_model_bytes(experiment / "model", first["weights"], TrainConfig.from_dict(first_task))
+    _write_json(experiment / "model" / "history.json", first["history"])
+    accs = [scores(o)["accuracy"] for _, o in winner_runs]
+    metrics = metrics_from_probs(first["probs"], labels)
     metrics.update(
-        split="PrivateTest", seed=first["seed"], retrain_epochs=epochs,
+        split="PrivateTest", seed=first["seed"], retrain_epochs=first_task["epochs"],
         accuracy_mean=statistics.fmean(accs),
         accuracy_sd=statistics.stdev(accs) if len(accs) > 1 else 0.0,
-        per_seed=[{"seed": o["seed"], "accuracy": o["metrics"]["accuracy"],
-                   "macro_f1": o["metrics"]["macro_f1"],
-                   **({"accuracy_tta": o["metrics_tta"]["accuracy"]} if "metrics_tta" in o else {})}
-                  for o in outs],
+        per_seed=[scores(o) for _, o in winner_runs],
         retrain_seconds=round(time.time() - start, 1))
-    if "metrics_tta" in first:
-        metrics["tta"] = first["metrics_tta"]
-    return {"metrics": metrics, "epochs": epochs, "seeds": [o["seed"] for o in outs],
-            "history": first["history"]}
+    if "probs_tta" in first:
+        metrics["tta"] = metrics_from_probs(first["probs_tta"], labels)
+
+    # The ensemble: the first seed of each config, probabilities averaged.
+    if len(configs) > 1:
+        members = [(t, o) for t, o in zip(tasks, outs) if t["seed"] == tasks[0]["seed"]]
+        member_dirs = []
+        for t, o in members:
+            d = save_model_bytes(experiment / "ensemble" / t["extra"]["member"], o["weights"],
+                                 TrainConfig.from_dict(t))
+            member_dirs.append(d)
+        ids = list(trial_ids or [None] * len(configs))
+        member_info = [{"member": t["extra"]["member"], "trial_id": ids[i], "backbone": t["backbone"],
+                        **scores(o)} for i, (t, o) in enumerate(members)]
+        save_ensemble(experiment / "ensemble", member_dirs, {"members_info": member_info})
+        ens = {"k": len(members), "members": member_info,
+               **metrics_from_probs(np.mean([o["probs"] for _, o in members], axis=0), labels)}
+        if "probs_tta" in first:
+            ens["tta"] = metrics_from_probs(np.mean([o["probs_tta"] for _, o in members], axis=0),
+                                            labels)
+        metrics["ensemble"] = ens
+    return {"metrics": metrics, "epochs": first_task["epochs"],
+            "seeds": [o["seed"] for _, o in winner_runs], "history": first["history"]}
+
+
+def _short(m: dict) -> dict:
+    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+
+
+def _write_json(path: Path, value) -> None:
+    import json
+
+    path.write_text(json.dumps(value, indent=2))

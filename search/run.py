@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus", type=int, help="CPUs for a local Ray (default: all)")
     p.add_argument("--max-epochs", type=int, help="cap every trial's epochs (quick runs)")
     p.add_argument("--retrain-epochs", type=int, help="override retrain.epochs")
+    p.add_argument("--top-k", type=int, help="override retrain.top_k: retrain the K best distinct "
+                   "configs and score their ensemble beside each one")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Ray Tune verbosity")
     return p
 
@@ -125,15 +127,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ALL_FAILED
     metrics = outcome["metrics"]
+    if "tta" in metrics:
+        print(f"PrivateTest accuracy with ten-crop TTA: {metrics['tta']['accuracy']:.4f}", flush=True)
+    if "ensemble" in metrics:
+        ens = metrics["ensemble"]
+        tta = f", with TTA {ens['tta']['accuracy']:.4f}" if "tta" in ens else ""
+        print(f"PrivateTest accuracy of the top-{ens['k']} ensemble: {ens['accuracy']:.4f}{tta} "
+              f"(members: " + ", ".join(f"{m['accuracy']:.4f}" for m in ens["members"]) + ")",
+              flush=True)
     print(f"PrivateTest accuracy: {metrics['accuracy']:.4f} (n={metrics['n']})", flush=True)
     return 0
 
 
-OVERRIDES = ("num_samples", "seed", "max_epochs", "retrain_epochs")
+OVERRIDES = ("num_samples", "seed", "max_epochs", "retrain_epochs", "top_k")
 
 
 def _check_numbers(args) -> None:
-    for key in ("num_samples", "max_epochs", "retrain_epochs", "cpus"):
+    for key in ("num_samples", "max_epochs", "retrain_epochs", "top_k", "cpus"):
         value = getattr(args, key)
         if value is not None and value < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
@@ -147,6 +157,8 @@ def apply_overrides(space, overrides: dict) -> None:
         space.search.seed = overrides["seed"]
     if overrides.get("retrain_epochs") is not None:
         space.retrain.epochs = overrides["retrain_epochs"]
+    if overrides.get("top_k") is not None:
+        space.retrain.top_k = overrides["top_k"]
     if overrides.get("max_epochs") is not None:
         _cap_epochs(space, overrides["max_epochs"])
 

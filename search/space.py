@@ -8,7 +8,7 @@ A space file has these top-level sections (all but ``params`` optional)::
     search:    {sampler: tpe, seed: 0, num_samples: 8, max_concurrent: 1,
                 scheduler: asha, grace_period: 1, reduction_factor: 3, max_failures: 0}
     resources: {cpus_per_trial: auto, gpus_per_trial: auto, trials_per_gpu: 4}
-    retrain:   {epochs: 20, seeds: [0], train_on_public: false, tta: true}
+    retrain:   {epochs: 20, seeds: [0], train_on_public: false, tta: true, top_k: 1}
     params:                    # any fer_models.TrainConfig field: a fixed value or a distribution
       backbone:   {choice: [resnet18, mobilenetv3_small_100]}
       lr:         {loguniform: [1.0e-4, 1.0e-2]}
@@ -76,6 +76,7 @@ class RetrainSettings:
     seeds: list = field(default_factory=lambda: [0])
     train_on_public: bool = False
     tta: bool = True                 # also report ten-crop+flip accuracy (beside the plain one)
+    top_k: int = 1                   # >1: also retrain the next best distinct configs, ensemble them
 
 
 @dataclass
@@ -241,6 +242,8 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
         raise err("resources.trials_per_gpu", "must be >= 1")
     if retrain.epochs < 0:
         raise err("retrain.epochs", "must be >= 0 (0 = the winner's own epochs)")
+    if not _matches(retrain.top_k, int) or retrain.top_k < 1:
+        raise err("retrain.top_k", f"must be an integer >= 1, got {retrain.top_k!r}")
     if not retrain.seeds or not all(_matches(s, int) for s in retrain.seeds):
         raise err("retrain.seeds", f"must be a non-empty list of integers, got {retrain.seeds!r}")
 
