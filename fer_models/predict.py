@@ -1,10 +1,15 @@
 """``python -m fer_models.predict MODEL_DIR IMAGE...``: the emotion of each face image.
 
-Any size or colour mode is converted the way FER2013 was made: grayscale, resized to 48x48.
-Exit code 2, with one line naming the file, for anything that is not a usable image.
+MODEL_DIR is a model folder or an ensemble folder written by the search. Any size or colour mode
+is converted the way FER2013 was made: grayscale, resized to 48x48. A larger photo (either side
+above 96 px) is first cropped to its largest face with OpenCV's bundled Haar cascade
+(``--face-crop auto``, needs ``pip install 'fer-search[face]'``); without a detection the whole
+image is used. ``--csv fer2013.csv --usage PrivateTest`` scores a whole split instead.
+Exit code 2, with one line naming the file, for anything that is not a usable input.
 
 Example:
     python -m fer_models.predict results/cpu-full/model face.jpg --json
+    python -m fer_models.predict results/cpu-full/ensemble --csv fer2013.csv --usage PrivateTest --tta
 """
 from __future__ import annotations
 
@@ -18,14 +23,26 @@ import numpy as np
 from .data import EMOTIONS, IMAGE_SIZE
 
 MAX_PIXELS = 50_000_000  # refuse decompression bombs before decoding them
+PHOTO_MIN_SIDE = 96       # above this an image is a photo to search for a face, not a face crop
+FACE_MARGIN = 0.15        # FER2013 crops show some hair and chin: widen the tight Haar box by this
 
 
 class ImageInputError(ValueError):
     """A file that cannot be turned into a 48x48 grayscale face."""
 
 
-def load_face(path: str | Path) -> np.ndarray:
-    """Read an image file as (48, 48) uint8 grayscale, FER2013-style."""
+class FaceCropUnavailable(RuntimeError):
+    """``face_crop="on"`` without OpenCV installed."""
+
+
+def load_face(path: str | Path, face_crop: str = "off") -> np.ndarray:
+    """Read an image file as (48, 48) uint8 grayscale, FER2013-style (see :func:`load_face_info`)."""
+    return load_face_info(path, face_crop)[0]
+
+
+def load_face_info(path: str | Path, face_crop: str = "auto") -> tuple[np.ndarray, list | None]:
+    """(48, 48) uint8 face and the face box ``[x, y, w, h]`` it was cropped from (None: the whole
+    image). ``face_crop``: "auto" (photos larger than 96 px, when OpenCV is installed), "on", "off"."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -43,49 +60,153 @@ def load_face(path: str | Path) -> np.ndarray:
                 background = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(background, im)  # transparent -> white, not black
             im = im.convert("L")  # CMYK, RGB, I;16 ... -> 8-bit luminance
+            box = None
+            if face_crop == "on" or (face_crop == "auto" and max(im.size) > PHOTO_MIN_SIDE):
+                box = find_face(np.asarray(im), required=face_crop == "on")
+                if box is not None:
+                    im = im.crop(_widen(box, im.size))
             if im.size != (IMAGE_SIZE, IMAGE_SIZE):
                 im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8).copy()
+            return np.asarray(im, dtype=np.uint8).copy(), box
     except (UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise ImageInputError(f"{path}: not a readable image ({e})") from None
     except OSError as e:
         raise ImageInputError(f"{path}: cannot decode the image ({e})") from None
 
 
+def find_face(gray: np.ndarray, required: bool = False) -> list[int] | None:
+    """The largest frontal face ``[x, y, w, h]`` in a grayscale image, or None. Without OpenCV:
+    None, or :class:`FaceCropUnavailable` when ``required``."""
+    try:
+        import cv2
+    except ImportError:
+        if required:
+            raise FaceCropUnavailable("face cropping needs OpenCV: pip install "
+                                      "'opencv-python-headless<5' (or this project's [face] extra)")
+        return None
+    cascade = _cascade(cv2)
+    side = min(gray.shape[:2])
+    faces = cascade.detectMultiScale(np.ascontiguousarray(gray), scaleFactor=1.1, minNeighbors=5,
+                                     minSize=(max(24, side // 10),) * 2)
+    if len(faces) == 0:
+        return None
+    x, y, w, h = max(faces, key=lambda f: int(f[2]) * int(f[3]))
+    return [int(x), int(y), int(w), int(h)]
+
+
+_CASCADE = None
+
+
+def _cascade(cv2):
+    global _CASCADE
+    if _CASCADE is None:
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        if not path.is_file():  # OpenCV 5 wheels ship no cascades
+            raise FaceCropUnavailable(f"{path} is missing: install opencv-python-headless<5")
+        _CASCADE = cv2.CascadeClassifier(str(path))
+    return _CASCADE
+
+
+def _widen(box: list[int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    x, y, w, h = box
+    m = int(round(FACE_MARGIN * max(w, h)))
+    return max(0, x - m), max(0, y - m), min(size[0], x + w + m), min(size[1], y + h + m)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fer_models.predict",
-        description="Print the emotion and class probabilities of each face image, using a "
-                    "model folder written by the search (model.safetensors + config.json).")
-    parser.add_argument("model_dir", help="folder with model.safetensors and config.json")
-    parser.add_argument("images", nargs="+", help="image files (any size or colour mode)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+        description="Print the emotion and class probabilities of each face image, or score a "
+                    "whole split of a FER2013 CSV, with a model or ensemble folder written by "
+                    "the search.")
+    parser.add_argument("model_dir", help="model folder (model.safetensors + config.json) or "
+                        "ensemble folder (ensemble.json)")
+    parser.add_argument("images", nargs="*", help="image files (any size or colour mode)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output: one JSON "
+                        "object per image, or one for a scored split")
     parser.add_argument("--tta", action="store_true", help="average ten crops and their flips")
+    parser.add_argument("--face-crop", choices=("auto", "on", "off"), default="auto",
+                        help="crop photos to their largest face first (auto: images larger than "
+                             f"{PHOTO_MIN_SIDE} px, when OpenCV is installed; default: auto)")
+    parser.add_argument("--csv", metavar="PATH", help="score a split of this fer2013.csv(.gz) "
+                        "instead of images")
+    parser.add_argument("--usage", default="PrivateTest",
+                        choices=("Training", "PublicTest", "PrivateTest"),
+                        help="the split --csv scores (default: PrivateTest)")
+    parser.add_argument("--predictions", metavar="FILE.csv",
+                        help="with --csv: also write one row per face (label, prediction, "
+                             "probabilities) for pandas")
     args = parser.parse_args(argv)
+    if bool(args.images) == bool(args.csv):
+        parser.error("give IMAGE files or --csv PATH (one of the two)")
+    if args.predictions and not args.csv:
+        parser.error("--predictions needs --csv")
 
-    from .checkpoint import CONFIG_FILE, MODEL_FILE, load_model
-    from .evaluate import predict_proba
+    from .ensemble import is_model_dir, load_predictor
 
     model_dir = Path(args.model_dir)
-    if not (model_dir / MODEL_FILE).is_file() or not (model_dir / CONFIG_FILE).is_file():
-        print(f"error: {model_dir}: not a model folder (needs {MODEL_FILE} and {CONFIG_FILE})",
-              file=sys.stderr)
+    if not is_model_dir(model_dir):
+        print(f"error: {model_dir}: not a model folder (needs model.safetensors and config.json, "
+              "or ensemble.json)", file=sys.stderr)
         return 2
-    try:
-        faces = np.stack([load_face(p) for p in args.images])  # validate all before any compute
-    except ImageInputError as e:
+    if args.csv:
+        return _score_split(args, model_dir)
+    try:  # validate every input before any compute
+        loaded = [load_face_info(p, args.face_crop) for p in args.images]
+    except (ImageInputError, FaceCropUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model, cfg = load_model(model_dir)
-    probs = predict_proba(model, faces, cfg.input_size, cfg.in_chans, tta=args.tta)
-    for path, p in zip(args.images, probs):
+    faces = np.stack([face for face, _ in loaded])
+    probs = load_predictor(model_dir).predict_proba(faces, tta=args.tta)
+    for path, (_, box), p in zip(args.images, loaded, probs):
         label = EMOTIONS[int(p.argmax())]
         if args.json:
-            print(json.dumps({"file": path, "emotion": label,
+            print(json.dumps({"file": path, "emotion": label, "face": box,
                               "probabilities": {e: round(float(x), 6) for e, x in zip(EMOTIONS, p)}}))
         else:
             top = ", ".join(f"{e} {x:.2f}" for e, x in sorted(zip(EMOTIONS, p), key=lambda t: -t[1])[:3])
-            print(f"{path}: {label} ({top})")
+            where = f" [face at {box}]" if box else ""
+            print(f"{path}: {label} ({top}){where}")
+    return 0
+
+
+def _score_split(args, model_dir: Path) -> int:
+    from .data import DataError, load_fer2013
+    from .ensemble import load_predictor
+    from .evaluate import metrics_from_probs
+
+    try:
+        data = load_fer2013(args.csv)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    split = {"Training": data.train, "PublicTest": data.public_test,
+             "PrivateTest": data.private_test}[args.usage]
+    if split is None or len(split) == 0:
+        print(f"error: {args.csv}: no {args.usage} rows", file=sys.stderr)
+        return 2
+    predictor = load_predictor(model_dir)
+    probs = predictor.predict_proba(split.images, tta=args.tta)
+    m = metrics_from_probs(probs, np.asarray(split.labels))
+    record = {"split": args.usage, "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+              "tta": args.tta, "models": len(predictor.members),
+              "per_class_accuracy": m["per_class_accuracy"]}
+    if args.predictions:
+        import pandas as pd
+
+        table = pd.DataFrame(probs, columns=[f"p_{e}" for e in EMOTIONS])
+        table.insert(0, "predicted", [EMOTIONS[i] for i in probs.argmax(1)])
+        table.insert(0, "label", [EMOTIONS[i] for i in split.labels])
+        table.to_csv(args.predictions, index_label="row")
+        record["predictions"] = args.predictions
+    if args.json:
+        print(json.dumps(record))
+    else:
+        kind = " with ten-crop TTA" if args.tta else ""
+        print(f"{args.usage}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} "
+              f"(n={m['n']}, {len(predictor.members)} model(s){kind})")
+        for e, acc in m["per_class_accuracy"].items():
+            print(f"  {e:<9} {acc:.3f}")
     return 0
 
 

@@ -71,7 +71,9 @@ def build_trainable(space: SearchSpace, data: FER2013, resources: dict, trial_fn
 
 
 def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: dict,
-                verbose: int = 1, trial_fn=train_trial) -> tune.Tuner:
+                verbose: int = 1, trial_fn=train_trial, reuse_actors: bool = True) -> tune.Tuner:
+    """The Tuner of a search. ``reuse_actors``: a finished trial's process runs the next trial,
+    which saves the next one's 4-5 s of importing torch and timm (bench/bench_scheduling.py)."""
     searcher = PrunedAwareOptunaSearch(
         space=space.suggest, metric=space.metric, mode=space.mode,
         sampler=make_sampler(space.search.sampler, space.search.seed),
@@ -88,7 +90,8 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, metric=space.metric, mode=space.mode,
             num_samples=space.search.num_samples,
-            max_concurrent_trials=space.search.max_concurrent),
+            max_concurrent_trials=space.search.max_concurrent, reuse_actors=reuse_actors,
+            time_budget_s=space.search.time_budget_minutes * 60 or None),
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=str(experiment.parent),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # resume needs only the last
@@ -175,6 +178,7 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
         "wall_seconds": round(time.time() - started, 1),
     }
     write_json(experiment / "summary.json", summary)
+    export_onnx_safely(experiment)
     write_report_safely(experiment)
     return {"summary": summary, "metrics": metrics, "table": table}
 
@@ -205,6 +209,20 @@ def _headline_scores(metrics: dict) -> dict:
         if "tta" in ens:
             out["ensemble_private_test_accuracy_tta"] = ens["tta"]["accuracy"]
     return out
+
+
+def export_onnx_safely(experiment: Path) -> None:
+    """model/model.onnx (and ensemble/ensemble.onnx); an export failure must not lose the run."""
+    from fer_models.export import export_onnx
+
+    for folder in ("model", "ensemble"):
+        if not (experiment / folder).is_dir():
+            continue
+        try:
+            print(f"ONNX: {export_onnx(experiment / folder)}", flush=True)
+        except Exception as e:  # e.g. an operator the exporter does not know yet
+            print(f"warning: could not export {experiment / folder} to ONNX: "
+                  f"{type(e).__name__}: {e}", flush=True)
 
 
 def write_report_safely(experiment: Path) -> None:

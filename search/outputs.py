@@ -70,10 +70,11 @@ def write_best_yaml(path: Path, space, config: dict) -> None:
         "name": f"{space.name}-best",
         "metric": space.metric,
         "search": {"sampler": space.search.sampler, "seed": space.search.seed, "num_samples": 1,
-                   "max_concurrent": 1, "scheduler": "none"},
+                   "max_concurrent": 1, "scheduler": "none",
+                   "drop_duplicates": space.search.drop_duplicates},
         "retrain": {"epochs": space.retrain.epochs, "seeds": list(space.retrain.seeds),
                     "train_on_public": space.retrain.train_on_public, "tta": space.retrain.tta,
-                    "top_k": space.retrain.top_k},
+                    "top_k": 1},  # one config: nothing to ensemble
         "params": {k: _plain(v) for k, v in sorted(config.items())},
     }
     path.write_text(f"# Best configuration of {space.path} (re-run: python -m search.run {path})\n"

@@ -395,6 +395,18 @@ def _cell(v) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
+def _ensemble_lines(ens: dict) -> list[str]:
+    """The top-k ensemble beside each of its members (saved in ensemble/)."""
+    lines = ["", f"### Top-{ens['k']} ensemble (mean of the members' probabilities, `ensemble/`)", "",
+             "| model | trial | backbone | accuracy | TTA accuracy | macro-F1 |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {m['member']} | `{m.get('trial_id')}` | {m['backbone']} | {m['accuracy']:.4f} | "
+              f"{_cell(m.get('accuracy_tta'))} | {m['macro_f1']:.4f} |" for m in ens["members"]]
+    tta = ens.get("tta", {}).get("accuracy")
+    lines.append(f"| **ensemble** | | | **{ens['accuracy']:.4f}** | {_cell(tta)} | {ens['macro_f1']:.4f} |")
+    return lines
+
+
 def _mean_sd(values: list[float]) -> str:
     if not values:
         return ""
@@ -467,6 +479,8 @@ def _markdown(experiment, summary, metrics, table, winner_id, importance, figure
             lines += ["", "| seed | accuracy | TTA accuracy | macro-F1 |", "| --- | --- | --- | --- |"]
             lines += [f"| {s['seed']} | {s['accuracy']:.4f} | {_cell(s.get('accuracy_tta'))} | "
                       f"{s['macro_f1']:.4f} |" for s in seeds]
+        if "ensemble" in metrics:
+            lines += _ensemble_lines(metrics["ensemble"])
     else:
         lines.append("metrics.json is missing: no PrivateTest figures.")
     for key, caption in (("confusion", "PrivateTest confusion matrix"),

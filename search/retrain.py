@@ -47,13 +47,28 @@ def retrain_one(config: dict, data: FER2013, threads: int, tta: bool) -> dict:
 
 def retrain_resources(n_tasks: int = 1) -> dict:
     """One task's resources, fitting on a single node (a request no node can hold waits forever).
-    On CPU-only nodes the CPUs are shared out so that ``n_tasks`` run side by side: two 1-thread
-    trainings get more images per second from two cores than one 2-thread training."""
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    The devices are shared out so that ``n_tasks`` run side by side: more tasks than GPUs get a
+    fraction of one each (small FER models leave most of a big GPU idle), and on CPU-only nodes two
+    1-thread trainings get more images per second from two cores than one 2-thread training."""
+    return task_resources([n["Resources"] for n in ray.nodes() if n.get("Alive")], n_tasks)
+
+
+def task_resources(nodes: list[dict], n_tasks: int) -> dict:
+    """:func:`retrain_resources` for the nodes' resource dicts (``{"CPU": 16, "GPU": 1}``, ...).
+
+    Example:
+        >>> task_resources([{"CPU": 16, "GPU": 1}], n_tasks=3)
+        {'num_gpus': 0.33, 'num_cpus': 2}
+        >>> task_resources([{"CPU": 2}], n_tasks=2)
+        {'num_gpus': 0, 'num_cpus': 1}
+    """
     gpu_nodes = [r for r in nodes if r.get("GPU", 0) >= 1]
     if gpu_nodes:
+        gpus = sum(int(r["GPU"]) for r in gpu_nodes)
+        share = 1.0 if n_tasks <= gpus else max(0.1, int(100 * gpus / n_tasks) / 100)
         node_cpus = max(int(r.get("CPU", 0)) for r in gpu_nodes)
-        return {"num_gpus": 1, "num_cpus": max(1, min(4, node_cpus // 2))}
+        per_gpu = max(1, round(1 / share))
+        return {"num_gpus": share, "num_cpus": max(1, min(4, node_cpus // (2 * per_gpu)))}
     node_cpus = max((int(r.get("CPU", 0)) for r in nodes), default=1)
     return {"num_gpus": 0, "num_cpus": max(1, node_cpus // max(n_tasks, 1))}
 

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain-epochs", type=int, help="override retrain.epochs")
     p.add_argument("--top-k", type=int, help="override retrain.top_k: retrain the K best distinct "
                    "configs and score their ensemble beside each one")
+    p.add_argument("--drop-duplicates", action="store_true", default=None,
+                   help="set search.drop_duplicates: train on no face that is pixel-identical to "
+                        "a PublicTest or PrivateTest face (see python -m fer_models.audit)")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Ray Tune verbosity")
     return p
 
@@ -110,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     except (SpaceError, DataError, ModelConfigError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if space.search.drop_duplicates:
+        from fer_models.audit import drop_cross_split_duplicates
+
+        data, dropped = drop_cross_split_duplicates(data)
+        print(f"dropped faces that also appear in a held-out split: Training {dropped['Training']},"
+              f" PublicTest {dropped['PublicTest']} (PrivateTest unchanged)", flush=True)
     print(f"data: Training {len(data.train)}, PublicTest {len(data.public_test)}, "
           f"PrivateTest {len(data.private_test)} (held out until the end)", flush=True)
     if not args.resume:
@@ -139,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-OVERRIDES = ("num_samples", "seed", "max_epochs", "retrain_epochs", "top_k")
+OVERRIDES = ("num_samples", "seed", "max_epochs", "retrain_epochs", "top_k", "drop_duplicates")
 
 
 def _check_numbers(args) -> None:
@@ -157,6 +166,8 @@ def apply_overrides(space, overrides: dict) -> None:
         space.search.seed = overrides["seed"]
     if overrides.get("retrain_epochs") is not None:
         space.retrain.epochs = overrides["retrain_epochs"]
+    if overrides.get("drop_duplicates"):
+        space.search.drop_duplicates = True
     if overrides.get("top_k") is not None:
         space.retrain.top_k = overrides["top_k"]
     if overrides.get("max_epochs") is not None:

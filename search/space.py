@@ -61,6 +61,9 @@ class SearchSettings:
     reduction_factor: int = 3
     max_failures: int = 0            # retries per trial for infrastructure failures
     checkpoint: bool = True          # a checkpoint per epoch (needed to resume a trial)
+    drop_duplicates: bool = False    # drop Training faces pixel-identical to a PublicTest/
+                                     # PrivateTest one (see fer_models.audit)
+    time_budget_minutes: float = 0.0  # >0: stop the search (running trials too) after this long
 
 
 @dataclass
@@ -232,6 +235,8 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
             raise err(f"search.{key}", f"must be >= 1, got {getattr(search, key)}")
     if search.reduction_factor < 2:
         raise err("search.reduction_factor", f"must be >= 2, got {search.reduction_factor}")
+    if search.time_budget_minutes < 0:
+        raise err("search.time_budget_minutes", "must be >= 0 (0 = no budget)")
     if search.max_failures < 0:
         raise err("search.max_failures", "must be >= 0")
     for key in ("cpus_per_trial", "gpus_per_trial"):

@@ -9,7 +9,7 @@ from PIL import Image
 
 from fer_models.checkpoint import save_model
 from fer_models.config import TrainConfig
-from fer_models.data import EMOTIONS
+from fer_models.data import EMOTIONS, load_fer2013
 from fer_models.models import create_model
 from fer_models.predict import load_face, main
 
@@ -75,3 +75,54 @@ def test_missing_image_and_bad_model_dir(model_dir, tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main([str(tmp_path), str(tmp_path / "nope.png")]) == 2
     assert "not a model folder" in capsys.readouterr().err
+
+
+def _photo_with_face(face: np.ndarray, at=(200, 120), side=160, canvas=(480, 360)):
+    """A larger 'photo': one FER2013 face, enlarged, on a plain noisy background."""
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(90, 110, canvas[::-1], dtype=np.uint8))
+    photo.paste(Image.fromarray(face).resize((side, side), Image.Resampling.BICUBIC), at)
+    return photo
+
+
+def test_face_crop_finds_the_face_in_a_photo(tmp_path):
+    pytest.importorskip("cv2")
+    from fer_models.predict import find_face, load_face_info
+    from tests.conftest import data_file
+
+    faces = load_fer2013(data_file("fer2013-small.csv.gz")).train.images
+    # The Haar cascade misses some FER2013 faces; use the first it finds (deterministic).
+    for face in faces[:40]:
+        photo = _photo_with_face(face)
+        box = find_face(np.asarray(photo))
+        if box is not None:
+            break
+    else:
+        pytest.fail("the cascade found none of 40 faces")
+    x, y, w, h = box
+    assert abs(x + w / 2 - 280) < 40 and abs(y + h / 2 - 200) < 40, box  # on the pasted face
+    path = tmp_path / "photo.jpg"
+    photo.convert("RGB").save(path, quality=95)
+    crop, got = load_face_info(path, "auto")
+    assert got is not None and crop.shape == (48, 48)
+    # The crop frames the pasted face (the square 200..360 x 120..280), not the whole photo.
+    from fer_models.predict import _widen
+
+    left, top, right, bottom = _widen(got, photo.size)
+    overlap = (min(right, 360) - max(left, 200)) * (min(bottom, 280) - max(top, 120))
+    assert overlap / 160**2 > 0.8 and (right - left) * (bottom - top) < 3 * 160**2
+    whole, _ = load_face_info(path, "off")
+    assert crop.std() > 2 * whole[:8].std(), "face detail, not the flat background"
+
+
+def test_face_crop_leaves_small_images_and_faceless_photos_whole(tmp_path, model_dir, capsys):
+    pytest.importorskip("cv2")
+    from fer_models.predict import load_face_info
+
+    small = _image(tmp_path / "small.png", "L", (48, 48), 80)
+    assert load_face_info(small, "auto")[1] is None, "a 48 px image is already a face crop"
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 400), dtype=np.uint8)).save(noise)
+    assert main([str(model_dir), str(noise), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["face"] is None and record["emotion"] in EMOTIONS

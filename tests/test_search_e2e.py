@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import data_dir
 import yaml
 
+from fer_models.audit import drop_cross_split_duplicates
 from fer_models.checkpoint import load_model
 from fer_models.data import load_fer2013
 from search.experiment import JOURNAL_FILE, STUDY_NAME, open_study_storage
@@ -97,7 +98,8 @@ def test_private_test_never_reached_a_trial(smoke_run):
     _, exp = smoke_run
     trials = pd.read_csv(exp / "trials.csv")
     assert (trials.private_test_rows_seen == 0).all()
-    data = load_fer2013(SMALL)
+    data, dropped = drop_cross_split_duplicates(load_fer2013(SMALL))  # the run used --drop-duplicates
+    assert f"Training {dropped['Training']}," in smoke_run[0].stdout
     # Every per-epoch result of every trial says what it trained and validated on.
     for progress in exp.glob("train_trial_*/progress.csv"):
         rows = pd.read_csv(progress)

@@ -55,6 +55,10 @@ BAD_SPACES = [
     ("unknown_metric", "metric: accuracy\nparams: {epochs: 1}", "metric", "val_accuracy"),
     ("negative_resources", "resources: {cpus_per_trial: -1}\nparams: {epochs: 1}", "resources.cpus_per_trial", ">= 0"),
     ("bad_seeds", "retrain: {seeds: []}\nparams: {epochs: 1}", "retrain.seeds", "non-empty"),
+    ("negative_time_budget", "search: {time_budget_minutes: -1}\nparams: {epochs: 1}", "search.time_budget_minutes", ">= 0"),
+    ("zero_top_k", "retrain: {top_k: 0}\nparams: {epochs: 1}", "retrain.top_k", ">= 1"),
+    ("text_top_k", "retrain: {top_k: two}\nparams: {epochs: 1}", "retrain.top_k", "int"),
+    ("text_drop_duplicates", "search: {drop_duplicates: yes please}\nparams: {epochs: 1}", "search.drop_duplicates", "bool"),
     ("zero_samples", "search: {num_samples: 0}\nparams: {epochs: 1}", "search.num_samples", ">= 1"),
     ("no_params", "search: {num_samples: 2}", "params", "required"),
     ("top_level_list", "- a\n- b", "", "expected a mapping"),
@@ -106,6 +110,8 @@ def test_bad_cli_numbers_exit_2(tmp_path, capsys, small_csv_path):
     space.write_text(GOOD)
     assert main([str(space), "--data", str(small_csv_path), "--num-samples", "0"]) == 2
     assert "--num-samples" in capsys.readouterr().err
+    assert main([str(space), "--data", str(small_csv_path), "--top-k", "0"]) == 2
+    assert "--top-k" in capsys.readouterr().err
 
 
 def test_existing_experiment_is_not_overwritten(tmp_path, capsys, small_csv_path):
