@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import EMOTIONS, FER2013, DataError, Split, load_fer2013
+from .data import EMOTIONS, FER2013, NUM_PIXELS, DataError, Split, load_fer2013
 
 SPLITS = ("Training", "PublicTest", "PrivateTest")
 NEAR_BLANK_STD = 2.0  # grey-level standard deviation below which an image shows nothing
@@ -37,7 +37,7 @@ def _splits(data: FER2013) -> dict[str, Split]:
 
 def _keys(images: np.ndarray) -> np.ndarray:
     """One hashable value per image: its 2304 bytes as a numpy void scalar (exact equality)."""
-    flat = np.ascontiguousarray(images.reshape(len(images), -1))
+    flat = np.ascontiguousarray(images.reshape(len(images), NUM_PIXELS))
     return flat.view(np.dtype((np.void, flat.shape[1]))).ravel()
 
 
@@ -60,7 +60,7 @@ def audit(data: FER2013, near_blank_std: float = NEAR_BLANK_STD) -> dict:
             "distinct_duplicated_images": int(len(dup_groups)),
             "extra_copies": int((count[dup_groups] - 1).sum()),
             "label_conflicts": int(conflicting)}
-        flat = s.images.reshape(len(s), -1)
+        flat = s.images.reshape(len(s), NUM_PIXELS).astype(np.float32)
         report["near_blank"][name] = {"count": int((flat.std(1) < near_blank_std).sum()),
                                       "threshold_std": near_blank_std}
         # Faces whose highlights are clipped: a fifth or more of the pixels at pure white.

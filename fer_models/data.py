@@ -199,12 +199,10 @@ def _parse_csv_fast(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | N
     except ImportError:
         return None
     try:
-        names = list(REQUIRED_COLUMNS)
         table = csv.read_csv(path, convert_options=csv.ConvertOptions(
-            column_types={c: pa.string() for c in names}, include_columns=names,
-            strings_can_be_null=False))
-        if table.num_rows == 0:
-            return None
+            column_types={c: pa.string() for c in REQUIRED_COLUMNS}, strings_can_be_null=False))
+        if table.column_names != list(REQUIRED_COLUMNS) or table.num_rows == 0:
+            return None  # other columns, or another order: the careful path decides
         pixels = table.column("pixels").combine_chunks()
         if pixels.offset != 0 or len(pixels.buffers()) != 3:
             return None
@@ -227,7 +225,7 @@ def _parse_csv_fast(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | N
         if usage.null_count or pc.any(pc.or_(pc.less(labels, 0),
                                              pc.greater_equal(labels, len(EMOTIONS)))).as_py():
             return None
-    except (pa.ArrowException, OSError, ValueError, EOFError, zlib.error):
+    except (pa.ArrowException, OSError, ValueError, TypeError, EOFError, zlib.error):
         return None
     n = table.num_rows
     return (images.to_numpy().reshape(n, IMAGE_SIZE, IMAGE_SIZE),

@@ -84,10 +84,16 @@ def find_face(gray: np.ndarray, required: bool = False) -> list[int] | None:
             raise FaceCropUnavailable("face cropping needs OpenCV: pip install "
                                       "'opencv-python-headless<5' (or this project's [face] extra)")
         return None
-    cascade = _cascade(cv2)
-    side = min(gray.shape[:2])
-    faces = cascade.detectMultiScale(np.ascontiguousarray(gray), scaleFactor=1.1, minNeighbors=5,
-                                     minSize=(max(24, side // 10),) * 2)
+    try:
+        cascade = _cascade(cv2)
+        side = min(gray.shape[:2])
+        faces = cascade.detectMultiScale(np.ascontiguousarray(gray), scaleFactor=1.1,
+                                         minNeighbors=5, minSize=(max(24, side // 10),) * 2)
+    except (FaceCropUnavailable, AttributeError, cv2.error) as e:
+        # An OpenCV build without the bundled cascades: "auto" uses the whole image.
+        if required:
+            raise FaceCropUnavailable(f"face cropping needs OpenCV's Haar cascade: {e}") from None
+        return None
     if len(faces) == 0:
         return None
     x, y, w, h = max(faces, key=lambda f: int(f[2]) * int(f[3]))
@@ -103,7 +109,10 @@ def _cascade(cv2):
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         if not path.is_file():  # OpenCV 5 wheels ship no cascades
             raise FaceCropUnavailable(f"{path} is missing: install opencv-python-headless<5")
-        _CASCADE = cv2.CascadeClassifier(str(path))
+        cascade = cv2.CascadeClassifier(str(path))
+        if cascade.empty():
+            raise FaceCropUnavailable(f"{path} could not be loaded")
+        _CASCADE = cascade
     return _CASCADE
 
 
@@ -142,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.predictions and not args.csv:
         parser.error("--predictions needs --csv")
 
-    from .ensemble import is_model_dir, load_predictor
+    from .ensemble import is_model_dir
 
     model_dir = Path(args.model_dir)
     if not is_model_dir(model_dir):
@@ -157,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     faces = np.stack([face for face, _ in loaded])
-    probs = load_predictor(model_dir).predict_proba(faces, tta=args.tta)
+    predictor = _load(model_dir)
+    if predictor is None:
+        return 2
+    probs = predictor.predict_proba(faces, tta=args.tta)
     for path, (_, box), p in zip(args.images, loaded, probs):
         label = EMOTIONS[int(p.argmax())]
         if args.json:
@@ -170,9 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _load(model_dir: Path):
+    """The model or ensemble, or None after printing why it cannot be loaded."""
+    from .ensemble import load_predictor
+
+    try:
+        return load_predictor(model_dir)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:  # bad JSON, weights, keys
+        print(f"error: {model_dir}: cannot load the model ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
+
+
 def _score_split(args, model_dir: Path) -> int:
     from .data import DataError, load_fer2013
-    from .ensemble import load_predictor
     from .evaluate import metrics_from_probs
 
     try:
@@ -185,7 +207,9 @@ def _score_split(args, model_dir: Path) -> int:
     if split is None or len(split) == 0:
         print(f"error: {args.csv}: no {args.usage} rows", file=sys.stderr)
         return 2
-    predictor = load_predictor(model_dir)
+    predictor = _load(model_dir)
+    if predictor is None:
+        return 2
     probs = predictor.predict_proba(split.images, tta=args.tta)
     m = metrics_from_probs(probs, np.asarray(split.labels))
     record = {"split": args.usage, "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],

@@ -9,6 +9,7 @@ as Ray tasks, so a cluster runs them on GPU workers; then score PrivateTest once
 """
 from __future__ import annotations
 
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -58,17 +59,18 @@ def task_resources(nodes: list[dict], n_tasks: int) -> dict:
 
     Example:
         >>> task_resources([{"CPU": 16, "GPU": 1}], n_tasks=3)
-        {'num_gpus': 0.33, 'num_cpus': 2}
+        {'num_gpus': 0.33, 'num_cpus': 4}
         >>> task_resources([{"CPU": 2}], n_tasks=2)
         {'num_gpus': 0, 'num_cpus': 1}
     """
     gpu_nodes = [r for r in nodes if r.get("GPU", 0) >= 1]
     if gpu_nodes:
         gpus = sum(int(r["GPU"]) for r in gpu_nodes)
-        share = 1.0 if n_tasks <= gpus else max(0.1, int(100 * gpus / n_tasks) / 100)
-        node_cpus = max(int(r.get("CPU", 0)) for r in gpu_nodes)
-        per_gpu = max(1, round(1 / share))
-        return {"num_gpus": share, "num_cpus": max(1, min(4, node_cpus // (2 * per_gpu)))}
+        per_gpu = -(-n_tasks // gpus)  # tasks sharing one GPU, so that all of them run at once
+        share = 1.0 if per_gpu == 1 else int(100 / per_gpu) / 100
+        # CPUs for each task on every GPU node, so that a node can hold all the tasks it gets.
+        cpus = min(int(r.get("CPU", 0)) // (int(r["GPU"]) * per_gpu) for r in gpu_nodes)
+        return {"num_gpus": share, "num_cpus": max(1, min(4, cpus))}
     node_cpus = max((int(r.get("CPU", 0)) for r in nodes), default=1)
     return {"num_gpus": 0, "num_cpus": max(1, node_cpus // max(n_tasks, 1))}
 
@@ -115,6 +117,10 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
             s["accuracy_tta"] = metrics_from_probs(out["probs_tta"], labels)["accuracy"]
         return s
 
+    # A retrain replaces everything an earlier one wrote (--retrain-only): no stale members.
+    shutil.rmtree(experiment / "ensemble", ignore_errors=True)
+    for old in (experiment / "model").glob("*.onnx"):
+        old.unlink()
     # The winner (member-0) and its seeds: the single-model result, saved in model/.
     winner_runs = [(t, o) for t, o in zip(tasks, outs) if t["extra"]["member"] == "member-0"]
     first_task, first = winner_runs[0]
@@ -131,16 +137,20 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
     if "probs_tta" in first:
         metrics["tta"] = metrics_from_probs(first["probs_tta"], labels)
 
-    # The ensemble: the first seed of each config, probabilities averaged.
+    # The ensemble: the first run of each config, probabilities averaged.
     if len(configs) > 1:
-        members = [(t, o) for t, o in zip(tasks, outs) if t["seed"] == tasks[0]["seed"]]
+        firsts = {}
+        for t, o in zip(tasks, outs):
+            firsts.setdefault(t["extra"]["member"], (t, o))
+        members = list(firsts.values())
         member_dirs = []
         for t, o in members:
             d = save_model_bytes(experiment / "ensemble" / t["extra"]["member"], o["weights"],
                                  TrainConfig.from_dict(t))
             member_dirs.append(d)
         ids = list(trial_ids or [None] * len(configs))
-        member_info = [{"member": t["extra"]["member"], "trial_id": ids[i], "backbone": t["backbone"],
+        member_info = [{"member": t["extra"]["member"], "trial_id": ids[i],
+                        "backbone": TrainConfig.from_dict(t).backbone,
                         **scores(o)} for i, (t, o) in enumerate(members)]
         save_ensemble(experiment / "ensemble", member_dirs, {"members_info": member_info})
         ens = {"k": len(members), "members": member_info,

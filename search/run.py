@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 OVERRIDES = ("num_samples", "seed", "max_epochs", "retrain_epochs", "top_k", "drop_duplicates")
+RETRAIN_OVERRIDES = ("retrain_epochs", "top_k")
 
 
 def _check_numbers(args) -> None:
@@ -197,6 +198,14 @@ def _prepare_resume(args):
     record = json.loads(run_file.read_text())
     space = load_space(experiment / "space.yaml")
     apply_overrides(space, record["overrides"])
+    # A resumed search keeps its settings; a new retrain of it may change the retrain's.
+    given = [k for k in OVERRIDES if getattr(args, k) is not None]
+    fixed = [k for k in given if k not in RETRAIN_OVERRIDES or not args.retrain_only]
+    if fixed:
+        flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
+        raise UsageError(f"--resume continues with the settings in {run_file}; drop {flags} "
+                         "(--retrain-epochs and --top-k are allowed with --retrain-only)")
+    apply_overrides(space, {k: getattr(args, k) for k in given})
     data_path = Path(args.data) if args.data else Path(record["data"])
     if not data_path.exists():
         raise DataError(f"{data_path} (the data this experiment was started with) does not "

@@ -94,3 +94,15 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     assert main(["--data", str(bad), "--output", str(tmp_path / "a")]) == 2
     assert "bad.csv" in capsys.readouterr().err
     assert not (tmp_path / "a").exists(), "nothing written for bad input"
+
+
+def test_empty_splits_are_counted_not_crashed_on(tmp_path):
+    faces = np.random.default_rng(2).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    empty = Split(np.zeros((0, 48, 48), np.uint8), np.zeros(0, np.int64))
+    data = FER2013(Split(faces, np.arange(5) % 7), empty, empty)
+    r = audit(data)
+    assert r["class_counts"]["PublicTest"]["total"] == 0
+    assert r["across_splits"]["Training & PublicTest"]["distinct_images"] == 0
+    new, dropped = drop_cross_split_duplicates(data)
+    assert dropped == {"Training": 0, "PublicTest": 0} and len(new.train) == 5
+    assert len(duplicate_rows(data)) == 0

@@ -457,3 +457,54 @@ def test_without_private_test(small_data):
     assert trial.train is small_data.train and trial.public_test is small_data.public_test
     assert small_data.private_test is not None and len(small_data.private_test) == 350
     assert trial.source == small_data.source
+
+
+# --- the Arrow fast path and the careful path agree ---------------------------------------------
+
+def _careful(path: Path):
+    from fer_models import data as D
+
+    df = D._read_table(path)
+    return (D._parse_pixels(path, df["pixels"].to_numpy(dtype=object), len(df)),
+            D._parse_labels(path, df["emotion"].to_numpy(dtype=object)),
+            D._parse_usage(path, df["Usage"].to_numpy(dtype=object)))
+
+
+def test_fast_path_parses_the_real_sample_exactly_like_the_careful_path(small_csv):
+    from fer_models.data import _parse_csv_fast
+
+    fast = _parse_csv_fast(small_csv)
+    assert fast is not None, "a well-formed file takes the fast path"
+    for a, b in zip(fast, _careful(small_csv)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("variant", ["tabs", "double_spaces", "trailing_space", "extra_column",
+                                     "latin1_extra_column", "plus_label"])
+def test_fast_path_declines_unusual_files_and_the_careful_path_decides(tmp_path, write_csv, variant):
+    from fer_models.data import _parse_csv_fast
+
+    rows = random_rows(6)
+    text = [pixels_text(p) for _, p, _ in rows]
+    header = "emotion,pixels,Usage"
+    if variant == "tabs":
+        lines = [f"{lab},{t.replace(' ', chr(9), 1)},{u}" for (lab, _, u), t in zip(rows, text)]
+    elif variant == "double_spaces":
+        lines = [f"{lab},{t.replace(' ', '  ', 1)},{u}" for (lab, _, u), t in zip(rows, text)]
+    elif variant == "trailing_space":
+        lines = [f"{lab},{t} ,{u}" for (lab, _, u), t in zip(rows, text)]
+    elif variant in ("extra_column", "latin1_extra_column"):
+        header += ",note"
+        lines = [f"{lab},{t},{u},caf\u00e9" for (lab, _, u), t in zip(rows, text)]
+    else:
+        lines = [f"+{lab},{t},{u}" for (lab, _, u), t in zip(rows, text)]
+    path = tmp_path / "f.csv"
+    encoding = "latin-1" if variant == "latin1_extra_column" else "utf-8"
+    path.write_bytes(("\n".join([header, *lines]) + "\n").encode(encoding))
+    assert _parse_csv_fast(path) is None
+    if variant in ("tabs", "double_spaces", "trailing_space", "extra_column"):
+        assert_matches(load_fer2013(path, use_cache=False), rows)  # valid: the careful path loads it
+    else:
+        with pytest.raises(DataError):  # a non-UTF-8 file or a signed label is refused
+            load_fer2013(path, use_cache=False)

@@ -38,7 +38,8 @@ def test_ensemble_is_reported_beside_each_member(run):
     assert ens["k"] == 2 and len(ens["members"]) == 2 and ens["n"] == 350
     ids = [m["trial_id"] for m in ens["members"]]
     trials = pd.read_csv(exp / "trials.csv")
-    ranked = trials.sort_values("best_val_accuracy", ascending=False, kind="stable").trial_id.tolist()
+    ok = trials[trials.status != "failed"]
+    ranked = ok.sort_values("best_val_accuracy", ascending=False, kind="stable").trial_id.tolist()
     assert ids == ranked[:2], "members are the two best trials, best first"
     assert ids[0] == summary["best_trial"]
     for m in ens["members"]:
@@ -141,7 +142,9 @@ def test_predict_usage_errors(run, tmp_path, capsys):
     ([{"CPU": 2}], 2, {"num_gpus": 0, "num_cpus": 1}),       # two 1-thread retrains side by side
     ([{"CPU": 2}], 5, {"num_gpus": 0, "num_cpus": 1}),       # the rest queue
     ([{"CPU": 16, "GPU": 1}], 1, {"num_gpus": 1.0, "num_cpus": 4}),
-    ([{"CPU": 16, "GPU": 1}], 3, {"num_gpus": 0.33, "num_cpus": 2}),  # a third of the GPU each
+    ([{"CPU": 16, "GPU": 1}], 3, {"num_gpus": 0.33, "num_cpus": 4}),  # a third of the GPU each
+    ([{"CPU": 16, "GPU": 4}], 8, {"num_gpus": 0.5, "num_cpus": 2}),   # all 8 fit at once
+    ([{"CPU": 8, "GPU": 8}], 8, {"num_gpus": 1.0, "num_cpus": 1}),
     ([{"CPU": 4}, {"CPU": 8, "GPU": 1}, {"CPU": 8, "GPU": 1}], 2, {"num_gpus": 1.0, "num_cpus": 4}),
 ])
 def test_retrain_task_resources_fit_one_node(nodes, n_tasks, expected):
@@ -149,5 +152,10 @@ def test_retrain_task_resources_fit_one_node(nodes, n_tasks, expected):
 
     got = task_resources(nodes, n_tasks)
     assert got == expected
-    # Every request fits on some single node (a request no node can hold would wait forever).
+    # Every request fits on some single node (a request no node can hold would wait forever),
+    # and on a GPU cluster all the tasks fit at once.
     assert any(got["num_cpus"] <= n.get("CPU", 0) and got["num_gpus"] <= n.get("GPU", 0) for n in nodes)
+    if got["num_gpus"]:
+        slots = sum(min(int(n["GPU"] // got["num_gpus"] + 1e-9), n["CPU"] // got["num_cpus"])
+                    for n in nodes if n.get("GPU"))
+        assert slots >= n_tasks

@@ -101,8 +101,8 @@ def test_face_crop_finds_the_face_in_a_photo(tmp_path):
         pytest.fail("the cascade found none of 40 faces")
     x, y, w, h = box
     assert abs(x + w / 2 - 280) < 40 and abs(y + h / 2 - 200) < 40, box  # on the pasted face
-    path = tmp_path / "photo.jpg"
-    photo.convert("RGB").save(path, quality=95)
+    path = tmp_path / "photo.png"  # lossless: the file holds exactly the photo just searched
+    photo.convert("RGB").save(path)
     crop, got = load_face_info(path, "auto")
     assert got is not None and crop.shape == (48, 48)
     # The crop frames the pasted face (the square 200..360 x 120..280), not the whole photo.

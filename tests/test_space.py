@@ -2,6 +2,7 @@
 before Ray starts and without writing anything."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +170,22 @@ def test_fixed_values_are_returned_and_distributions_suggested():
 
 def test_space_error_is_a_value_error():
     assert issubclass(SpaceError, ValueError)
+
+
+def test_resume_refuses_search_overrides_but_retrain_only_takes_retrain_ones(tmp_path, capsys,
+                                                                            small_csv_path):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "space.yaml").write_text(GOOD)
+    (exp / "run.json").write_text(json.dumps({"data": str(small_csv_path), "overrides": {}}))
+    (exp / "summary.json").write_text("{}")  # a finished search: only --retrain-only may go on
+    assert main(["--resume", str(exp), "--num-samples", "3"]) == 2
+    assert "drop --num-samples" in capsys.readouterr().err
+    assert main(["--resume", str(exp), "--top-k", "2"]) == 2
+    assert "--top-k" in capsys.readouterr().err
+    from search.run import _prepare_resume, build_parser
+
+    args = build_parser().parse_args(["--resume", str(exp), "--retrain-only", "--top-k", "3",
+                                      "--retrain-epochs", "4"])
+    space, _, _ = _prepare_resume(args)
+    assert space.retrain.top_k == 3 and space.retrain.epochs == 4
