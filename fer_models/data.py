@@ -172,64 +172,12 @@ def _fail_rows(path: Path, rows: np.ndarray, what: str) -> DataError:
 
 
 def _parse_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    fast = _parse_csv_fast(path)
-    if fast is not None:
-        return fast
-    # Anything unusual (or wrong) in the file: the careful path, which names the line and problem.
     df = _read_table(path)
     n = len(df)
     labels = _parse_labels(path, df["emotion"].to_numpy(dtype=object))
     usage = _parse_usage(path, df["Usage"].to_numpy(dtype=object))
     images = _parse_pixels(path, df["pixels"].to_numpy(dtype=object), n)
     return images, labels, usage
-
-
-_NOT_DIGIT_OR_SPACE = np.ones(256, bool)
-_NOT_DIGIT_OR_SPACE[list(b"0123456789 ")] = False
-
-
-def _parse_csv_fast(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """A well-formed file parsed entirely in Arrow's C++ (multithreaded CSV reader, string split,
-    checked string -> uint8 cast), never making a Python string per row. Returns None at the
-    first thing it does not expect; :func:`_parse_csv` then takes the careful path."""
-    try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        from pyarrow import csv
-    except ImportError:
-        return None
-    try:
-        table = csv.read_csv(path, convert_options=csv.ConvertOptions(
-            column_types={c: pa.string() for c in REQUIRED_COLUMNS}, strings_can_be_null=False))
-        if table.column_names != list(REQUIRED_COLUMNS) or table.num_rows == 0:
-            return None  # other columns, or another order: the careful path decides
-        pixels = table.column("pixels").combine_chunks()
-        if pixels.offset != 0 or len(pixels.buffers()) != 3:
-            return None
-        offsets = np.frombuffer(pixels.buffers()[1], np.int32, len(pixels) + 1)
-        text = np.frombuffer(pixels.buffers()[2], np.uint8, offsets[-1] - offsets[0],
-                             offset=int(offsets[0]))
-        # Only digits and spaces: signs, tabs, stray characters go the careful way.
-        if _NOT_DIGIT_OR_SPACE[text].any():
-            return None
-        tokens = pc.split_pattern(pixels, " ")
-        if not pc.all(pc.equal(pc.list_value_length(tokens), NUM_PIXELS)).as_py():
-            return None
-        images = pc.cast(pc.list_flatten(tokens), pa.uint8())  # raises on "", > 255
-        emotion = pc.utf8_trim_whitespace(table.column("emotion"))
-        if not pc.all(pc.match_substring_regex(emotion, r"^[0-9]{1,9}$")).as_py():
-            return None
-        labels = pc.cast(emotion, pa.int64())
-        usage_raw = pc.utf8_trim_whitespace(table.column("Usage"))
-        usage = pc.index_in(usage_raw, value_set=pa.array(SPLITS))
-        if usage.null_count or pc.any(pc.or_(pc.less(labels, 0),
-                                             pc.greater_equal(labels, len(EMOTIONS)))).as_py():
-            return None
-    except (pa.ArrowException, OSError, ValueError, TypeError, EOFError, zlib.error):
-        return None
-    n = table.num_rows
-    return (images.to_numpy().reshape(n, IMAGE_SIZE, IMAGE_SIZE),
-            labels.to_numpy(), usage.to_numpy(zero_copy_only=False).astype(np.int8))
 
 
 def _parse_labels(path: Path, raw: np.ndarray) -> np.ndarray:

@@ -135,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     except AllTrialsFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ALL_FAILED
+    finally:
+        import ray
+
+        # Workers' output reaches the driver asynchronously; after shutdown none can land below
+        # the result lines (the last line stays the PrivateTest accuracy).
+        ray.shutdown()
     metrics = outcome["metrics"]
     if "tta" in metrics:
         print(f"PrivateTest accuracy with ten-crop TTA: {metrics['tta']['accuracy']:.4f}", flush=True)
