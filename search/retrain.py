@@ -20,6 +20,8 @@ import ray
 from fer_models.config import TrainConfig
 from fer_models.data import FER2013
 
+from .outputs import write_json
+
 
 @ray.remote(max_retries=1)
 def retrain_one(config: dict, data: FER2013, threads: int, tta: bool) -> dict:
@@ -125,14 +127,15 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
     winner_runs = [(t, o) for t, o in zip(tasks, outs) if t["extra"]["member"] == "member-0"]
     first_task, first = winner_runs[0]
     save_model_bytes(experiment / "model", first["weights"], TrainConfig.from_dict(first_task))
-    _write_json(experiment / "model" / "history.json", first["history"])
-    accs = [scores(o)["accuracy"] for _, o in winner_runs]
+    write_json(experiment / "model" / "history.json", first["history"])
+    per_seed = [scores(o) for _, o in winner_runs]
+    accs = [s["accuracy"] for s in per_seed]
     metrics = metrics_from_probs(first["probs"], labels)
     metrics.update(
         split="PrivateTest", seed=first["seed"], retrain_epochs=first_task["epochs"],
         accuracy_mean=statistics.fmean(accs),
         accuracy_sd=statistics.stdev(accs) if len(accs) > 1 else 0.0,
-        per_seed=[scores(o) for _, o in winner_runs],
+        per_seed=per_seed,
         retrain_seconds=round(time.time() - start, 1))
     if "probs_tta" in first:
         metrics["tta"] = metrics_from_probs(first["probs_tta"], labels)
@@ -143,15 +146,12 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
         for t, o in zip(tasks, outs):
             firsts.setdefault(t["extra"]["member"], (t, o))
         members = list(firsts.values())
-        member_dirs = []
-        for t, o in members:
-            d = save_model_bytes(experiment / "ensemble" / t["extra"]["member"], o["weights"],
-                                 TrainConfig.from_dict(t))
-            member_dirs.append(d)
+        cfgs = [TrainConfig.from_dict(t) for t, _ in members]
+        member_dirs = [save_model_bytes(experiment / "ensemble" / t["extra"]["member"], o["weights"], c)
+                       for (t, o), c in zip(members, cfgs)]
         ids = list(trial_ids or [None] * len(configs))
-        member_info = [{"member": t["extra"]["member"], "trial_id": ids[i],
-                        "backbone": TrainConfig.from_dict(t).backbone,
-                        **scores(o)} for i, (t, o) in enumerate(members)]
+        member_info = [{"member": t["extra"]["member"], "trial_id": ids[i], "backbone": c.backbone,
+                        **scores(o)} for i, ((t, o), c) in enumerate(zip(members, cfgs))]
         save_ensemble(experiment / "ensemble", member_dirs, {"members_info": member_info})
         ens = {"k": len(members), "members": member_info,
                **metrics_from_probs(np.mean([o["probs"] for _, o in members], axis=0), labels)}
@@ -166,8 +166,3 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
 def _short(m: dict) -> dict:
     return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
 
-
-def _write_json(path: Path, value) -> None:
-    import json
-
-    path.write_text(json.dumps(value, indent=2))
