@@ -1,26 +1,33 @@
 """Does ASHA earn its keep? The same space, the same sampler seed, with ASHA and without early
 stopping, on the small real sample: total epochs consumed and the best PublicTest accuracy of each.
 
-    python bench/bench_asha.py --trials 12 --epochs 6
+    python bench/bench_asha.py                                   # 12 trials x 8 epochs, rungs 1, 4
+    python bench/bench_asha.py --trials 12 --epochs 6 --reduction-factor 3
+
+The space is the smoke space (resnet10t, lr 1e-4..3e-2, AdamW or SGD, weight decay, dropout) with
+`--epochs` epochs a trial at batch `--batch-size`, two trials at a time on one CPU each.
+Per-trial training is seeded, so a config that both runs propose trains identically in both; the
+table at the end shows, for each config of the full-budget run, how far ASHA let it go.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FER_DATA_DIR") or REPO.parent / "shared" / "data") / "fer2013-small.csv.gz"
 
 
-def run(space: dict, data: str, out: Path, name: str) -> dict:
+def run(space: dict, data: str, out: Path, name: str) -> tuple[dict, pd.DataFrame]:
     path = out / f"{name}.yaml"
     path.write_text(yaml.safe_dump(space))
     t0 = time.perf_counter()
@@ -29,35 +36,64 @@ def run(space: dict, data: str, out: Path, name: str) -> dict:
                    stdout=subprocess.DEVNULL)
     summary = json.loads((out / name / "summary.json").read_text())
     summary["bench_wall_s"] = time.perf_counter() - t0
-    return summary
+    return summary, pd.read_csv(out / name / "trials.csv")
+
+
+def bench_space(args) -> dict:
+    space = yaml.safe_load((REPO / "spaces" / "smoke.yaml").read_text())
+    space["params"].update(epochs=args.epochs, batch_size=args.batch_size)
+    space["retrain"] = {"epochs": 1, "seeds": [0], "tta": False}
+    space["resources"] = {"cpus_per_trial": args.cpus_per_trial}
+    space["search"].update(num_samples=args.trials, seed=args.seed, max_concurrent=args.concurrent,
+                           grace_period=args.grace_period, reduction_factor=args.reduction_factor,
+                           checkpoint=False)  # neither run resumes; checkpoints only cost time
+    return space
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trials", type=int, default=12)
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=8, help="epochs per trial (ASHA's max_t)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--grace-period", type=int, default=1)
+    p.add_argument("--reduction-factor", type=int, default=4)
+    p.add_argument("--concurrent", type=int, default=2, help="trials at a time")
+    p.add_argument("--cpus-per-trial", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=str(DATA))
+    p.add_argument("--keep", help="keep both experiments in this folder (default: a temp folder)")
     args = p.parse_args()
-    base = yaml.safe_load((REPO / "spaces" / "smoke.yaml").read_text())
-    base["params"]["epochs"] = args.epochs
-    base["retrain"] = {"epochs": 1, "seeds": [0], "tta": False}
-    base["search"].update(num_samples=args.trials, seed=args.seed, grace_period=1,
-                          reduction_factor=3)
+    base = bench_space(args)
     with tempfile.TemporaryDirectory() as d:
-        out = Path(d)
-        asha = run({**base, "search": {**base["search"], "scheduler": "asha"}}, args.data, out, "asha")
-        full = run({**base, "search": {**base["search"], "scheduler": "none"}}, args.data, out, "full")
+        out = Path(args.keep or d)
+        out.mkdir(parents=True, exist_ok=True)
+        asha, asha_trials = run({**base, "search": {**base["search"], "scheduler": "asha"}},
+                                args.data, out, "asha")
+        full, full_trials = run({**base, "search": {**base["search"], "scheduler": "none"}},
+                                args.data, out, "full")
     for name, s in (("ASHA", asha), ("no early stopping", full)):
         print(f"{name:>18}: {s['total_epochs']} epochs, best PublicTest "
               f"{s['best_public_test_accuracy']:.4f}, {s['trials_stopped_early']} stopped early, "
               f"{s['bench_wall_s']:.0f} s")
+    # The same config in both runs (the sampler's seeded proposals) lines up on its config columns.
+    keys = [c for c in full_trials.columns if c.startswith("config/")]
+    side = full_trials[keys + ["best_val_accuracy", "epochs"]].merge(
+        asha_trials[keys + ["best_val_accuracy", "epochs"]], on=keys, how="left",
+        suffixes=("_full", "_asha"))
+    short = {c: c.removeprefix("config/") for c in keys}
+    varying = [c for c in keys if side[c].nunique() > 1]
+    print(side.rename(columns=short)[[short[c] for c in varying] + [
+        "best_val_accuracy_full", "epochs_full", "best_val_accuracy_asha", "epochs_asha"]]
+          .sort_values("best_val_accuracy_full", ascending=False).to_string(index=False))
     ratio = asha["total_epochs"] / full["total_epochs"]
     gap = (full["best_public_test_accuracy"] - asha["best_public_test_accuracy"]) * 100
-    print(f"RESULT trials={args.trials} epochs={args.epochs} asha_epochs={asha['total_epochs']} "
+    print(f"RESULT trials={args.trials} epochs={args.epochs} batch={args.batch_size} "
+          f"grace={args.grace_period} "
+          f"rf={args.reduction_factor} asha_epochs={asha['total_epochs']} "
           f"full_epochs={full['total_epochs']} epoch_ratio={ratio:.3f} "
           f"asha_best={asha['best_public_test_accuracy']:.4f} "
-          f"full_best={full['best_public_test_accuracy']:.4f} gap_pt={gap:.2f}")
+          f"full_best={full['best_public_test_accuracy']:.4f} gap_pt={gap:.2f} "
+          f"asha_wall_s={asha['bench_wall_s']:.0f} full_wall_s={full['bench_wall_s']:.0f}")
 
 
 if __name__ == "__main__":

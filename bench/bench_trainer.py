@@ -9,7 +9,8 @@
       ToTensor, Normalize), then the same model / batch / optimizer / autocast.
 
 All three share the model, optimizer (timm AdamW, as ``fit``), batch size, input size, channels and
-precision (bf16 autocast + channels_last on CUDA, as ``fit``; fp32 on CPU). After a warm-up the
+layout (channels_last, as ``fit``, unless --no-channels-last) and precision (bf16 autocast on
+CUDA, as ``fit``; fp32 on CPU). After a warm-up the
 three are run interleaved ``--repeats`` times (default 3); the median images/s of each is reported.
 
     .venv/bin/python bench/bench_trainer.py --backbone resnet18 --steps 20
@@ -21,8 +22,9 @@ Last line (machine-readable):
     RESULT model=<backbone> a_img_s=<(a)> b_img_s=<(b)> c_img_s=<(c)> b_over_a=<b/a> b_over_c=<b/c>
 
 With --seed-configs it instead times (b) for the seed study's two Keras configurations
-(inception_v3 at 75 px, 3 channels, head 1024 + dropout 0.5; vgg16 at 48 px, 3 channels; batch 128
-unless --batch-size says otherwise) and ends with
+(inception_v3 at 75 px, 3 channels, head 1024 + dropout 0.5; vgg16 at 48 px, 3 channels, without
+timm's 4096-wide fc6/fc7 since Keras' VGG16 at 48 px is include_top=False; batch 128 unless
+--batch-size says otherwise) and ends with
 
     RESULT seed_configs inception_v3_img_s=<(b)> vgg16_img_s=<(b)> inception_v3_vs_keras=<x> vgg16_vs_keras=<x>
 
@@ -53,7 +55,8 @@ DATA_DIR = Path(os.environ.get("FER_DATA_DIR") or REPO.parent / "shared" / "data
 SEED_CONFIGS = {
     "inception_v3": (dict(backbone="inception_v3", input_size=75, in_chans=3, head_hidden=1024,
                           dropout=0.5), 36.6),
-    "vgg16": (dict(backbone="vgg16", input_size=48, in_chans=3), 17.5),
+    # Keras builds VGG16 at 48 px only with include_top=False: no fc1/fc2, hence pre_logits=False.
+    "vgg16": (dict(backbone="vgg16", input_size=48, in_chans=3, pre_logits=False), 17.5),
 }
 
 
@@ -87,7 +90,7 @@ class Runner:
         self.optimizer, _ = build_optimizer(cfg, self.model, steps_per_epoch=steps)
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.use_amp = cfg.amp and self.device.type == "cuda"
-        self.channels_last = cfg.channels_last and self.device.type == "cuda"
+        self.channels_last = cfg.channels_last  # as build_model / train_one_epoch
         self.generator = torch.Generator().manual_seed(cfg.seed)
         # (a) a few distinct pre-made float batches, already on the device
         g = torch.Generator().manual_seed(1)
@@ -224,6 +227,7 @@ def bench_seed_configs(args) -> int:
             speeds.append(runner.run_b(args.steps))
         out[name] = statistics.median(speeds)
         print(f"{name:>12} {cfg.input_size}px x{cfg.in_chans} head_hidden={cfg.head_hidden} "
+              f"pre_logits={cfg.pre_logits} "
               f"dropout={cfg.dropout} batch {cfg.batch_size}: (b) {out[name]:.1f} img/s "
               f"(repeats {', '.join(f'{s:.1f}' for s in speeds)}); seed Keras {keras} img/s "
               f"-> {out[name] / keras:.2f}x")
@@ -253,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast on CUDA (as fit)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                   help="channels_last on CUDA (as fit)")
+                   help="channels_last layout (as fit)")
     p.add_argument("--data", default=str(default_data()),
                    help="FER2013 CSV; its Training images feed (b) and (c) (default: the full "
                         "../shared/data/fer2013.csv.gz, else the small sample)")

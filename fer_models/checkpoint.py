@@ -54,8 +54,11 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     directory = Path(directory)
     cfg = TrainConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
     model = create_model(cfg.backbone, input_size=cfg.input_size, in_chans=cfg.in_chans,
-                         dropout=cfg.dropout, drop_path=cfg.drop_path, head_hidden=cfg.head_hidden)
+                         dropout=cfg.dropout, drop_path=cfg.drop_path, head_hidden=cfg.head_hidden,
+                         pre_logits=cfg.pre_logits)
     model.load_state_dict(load_file(str(directory / MODEL_FILE), device=str(device)))
+    if cfg.channels_last:  # the layout it was trained and scored in: the same numbers back
+        model.to(memory_format=torch.channels_last)
     return model.to(device).eval(), cfg
 
 

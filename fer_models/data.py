@@ -1,9 +1,11 @@
 """FER2013 loading: the Kaggle CSV (plain or gzipped) and the image-folder layout.
 
-Parsing is vectorised over the whole file (the full 35,887-row CSV parses in a few seconds) and
-the result is cached as an uncompressed ``.npz`` keyed by the source's path, size and mtime, so
-later loads take a fraction of a second and a changed source is re-parsed. Every problem in the
-input raises :class:`DataError` naming the file, the line and what is wrong; nothing is dropped.
+A well-formed Kaggle CSV is read by :mod:`fer_models.fast_csv` (ISA-L + pyarrow, the full
+35,887-row file in a few seconds); anything else is parsed carefully here, vectorised over the
+whole file. The result is cached as an uncompressed ``.npz`` keyed by the source's path, size
+and mtime, so later loads take a fraction of a second and a changed source is re-parsed. Every
+problem in the input raises :class:`DataError` naming the file, the line and what is wrong;
+nothing is dropped.
 
 Example:
     >>> from fer_models.data import load_fer2013
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from fer_models.fast_csv import read_fer2013_csv
 
 EMOTIONS = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
 SPLITS = ("Training", "PublicTest", "PrivateTest")
@@ -172,6 +176,9 @@ def _fail_rows(path: Path, rows: np.ndarray, what: str) -> DataError:
 
 
 def _parse_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    parsed = read_fer2013_csv(path)  # the strict Kaggle layout, fast; None: read it carefully
+    if parsed is not None:
+        return parsed
     df = _read_table(path)
     n = len(df)
     labels = _parse_labels(path, df["emotion"].to_numpy(dtype=object))

@@ -52,6 +52,7 @@ def export_onnx(model_dir: str | os.PathLike, output: str | os.PathLike | None =
     default = "ensemble.onnx" if (model_dir / ENSEMBLE_FILE).is_file() else "model.onnx"
     output = Path(output) if output else model_dir / default
     module = FacesToProbabilities(predictor).eval()
+    module.to(memory_format=torch.contiguous_format)  # ONNX has no layouts; trace plain NCHW
     example = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's own deprecation chatter

@@ -29,7 +29,9 @@ class HiddenHead(nn.Module):
     def __init__(self, backbone: nn.Module, hidden: int, dropout: float, num_classes: int):
         super().__init__()
         self.backbone = backbone  # built with num_classes=0, so it returns pooled features
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.num_features, hidden),
+        # head_hidden_size: the width after timm's pre-logits block (VGG: 4096), where it has one.
+        features = getattr(backbone, "head_hidden_size", None) or backbone.num_features
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, hidden),
                                   nn.ReLU(inplace=True), nn.Linear(hidden, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,7 +113,8 @@ def check_input_size(backbone: str, input_size: int) -> None:
 
 def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_CLASSES,
                  in_chans: int = 1, dropout: float = 0.0, drop_path: float = 0.0,
-                 head_hidden: int = 0, pretrained_file: str | os.PathLike | None = None,
+                 head_hidden: int = 0, pre_logits: bool = True,
+                 pretrained_file: str | os.PathLike | None = None,
                  pretrained_cache: bool = False) -> nn.Module:
     """Build a timm model for FER.
 
@@ -124,6 +127,10 @@ def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_
         drop_path: stochastic depth rate, for backbones that have it.
         head_hidden: 0 keeps timm's head; >0 uses the seed's pool -> dropout -> Dense(hidden)
             ReLU -> Dense(7) head.
+        pre_logits: False drops timm's pre-logits MLP where the backbone has one: VGG's fc6/fc7,
+            4096-wide convolutions (a 7x7 one over the 1x1 map of a 48 px face, pooled up to
+            7x7), 119M of vgg16's 134M parameters. What is left is Keras' ``include_top=False``
+            VGG: pooled conv features -> (dropout) -> classifier. No-op for other backbones.
         pretrained_file: ImageNet (or other) weights from a local ``.safetensors``/``.pth`` file;
             timm adapts the input conv to ``in_chans`` and drops the mismatched classifier.
         pretrained_cache: use weights already in the timm/Hugging Face cache, never downloading.
@@ -156,6 +163,21 @@ def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_
         if kwargs.get("pretrained"):
             raise ModelConfigError(f"cannot load pretrained weights for {backbone}: {e}") from None
         raise
+    if not pre_logits:
+        _drop_pre_logits(model, kwargs["num_classes"], kwargs["drop_rate"])
     if head_hidden:
         model = HiddenHead(model, head_hidden, dropout, num_classes)
     return model
+
+
+def _drop_pre_logits(model: nn.Module, num_classes: int, drop_rate: float) -> None:
+    from timm.layers import ClassifierHead
+    from timm.models.vgg import VGG
+
+    if not isinstance(model, VGG):
+        return
+    # As timm's own VGG does for features_only: the MLP becomes an identity, the head reads the
+    # pooled conv features.
+    model.pre_logits = nn.Identity()
+    model.head = ClassifierHead(model.num_features, num_classes, pool_type="avg", drop_rate=drop_rate)
+    model.head_hidden_size = model.num_features

@@ -49,9 +49,9 @@ def seed_everything(seed: int) -> torch.Generator:
 def build_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
     model = create_model(cfg.backbone, input_size=cfg.input_size, in_chans=cfg.in_chans,
                          dropout=cfg.dropout, drop_path=cfg.drop_path, head_hidden=cfg.head_hidden,
-                         pretrained_file=cfg.pretrained_file)
+                         pre_logits=cfg.pre_logits, pretrained_file=cfg.pretrained_file)
     model.to(device)
-    if device.type == "cuda" and cfg.channels_last:
+    if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     return model
 
@@ -104,7 +104,7 @@ def train_one_epoch(model, optimizer, images: torch.Tensor, labels: torch.Tensor
     for i in range(0, n - bs + 1, bs):  # drop the ragged last batch: BatchNorm dislikes tiny ones
         idx = perm[i:i + bs]
         x = augment_batch(images[idx], cfg.augment, cfg.input_size, generator, cfg.in_chans)
-        if device.type == "cuda" and cfg.channels_last:
+        if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss = loss_fn(model(x), labels[idx])
@@ -199,7 +199,7 @@ def fit(cfg: TrainConfig, data: FER2013,
         if validate:
             val = evaluate(model, data.public_test.images, data.public_test.labels, cfg.input_size,
                            cfg.in_chans, cfg.eval_batch_size, device,
-                           channels_last=device.type == "cuda" and cfg.channels_last)
+                           channels_last=cfg.channels_last)
             metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"],
                            val_macro_f1=val["macro_f1"])
             if val["accuracy"] > best["val_accuracy"]:  # the best checkpoint is kept by accuracy
@@ -282,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     values = {k: v for k, v in vars(args).items() if k in TrainConfig.field_names()}
     try:
         cfg = TrainConfig.from_dict(values)
-        create_model(cfg.backbone, input_size=cfg.input_size)  # fail fast on a bad model config
+        create_model(cfg.backbone, input_size=cfg.input_size,  # fail fast on a bad model config
+                     head_hidden=cfg.head_hidden, pre_logits=cfg.pre_logits)
         data = load_fer2013(args.data)
     except (DataError, ModelConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

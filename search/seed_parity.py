@@ -79,7 +79,7 @@ def run_one(run: SeedRun, data: FER2013) -> dict:
     return {
         "run": run.name, "backbone": cfg.backbone, "input": f"{cfg.input_size}x{cfg.input_size}",
         "head": f"pool -> dropout {cfg.dropout} -> Dense {cfg.head_hidden} ReLU -> Dense 7"
-                if cfg.head_hidden else "timm head",
+                if cfg.head_hidden else "timm head" if cfg.pre_logits else "timm head without fc6/fc7",
         "weights": Path(cfg.pretrained_file).name if cfg.pretrained_file else "from scratch",
         "epochs_run": len(result.history), "epochs_max": cfg.epochs,
         "train_rows": len(data.train), "train_accuracy": round(train_acc, 4),

@@ -223,3 +223,39 @@ def test_pretrained_cache_miss_never_downloads(tmp_path, monkeypatch):
     with pytest.raises(ModelConfigError, match="pretrained"):
         create_model("test_resnet", pretrained_cache=True)
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+# --- pre_logits: VGG without fc6/fc7 (Keras' include_top=False) -------------------------------
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_vgg_without_pre_logits_is_the_keras_base_plus_classifier():
+    with torch.device("meta"):  # shapes only: the full vgg16 is 134M parameters
+        full = create_model("vgg16", in_chans=3)
+        base = create_model("vgg16", in_chans=3, pre_logits=False, dropout=0.3)
+        hidden = create_model("vgg16", in_chans=3, pre_logits=False, head_hidden=64)
+        hidden_full = create_model("vgg16", in_chans=3, head_hidden=64)
+        x = torch.empty(2, 3, 48, 48)
+        assert full(x).shape == base(x).shape == hidden(x).shape == hidden_full(x).shape == (2, 7)
+    assert _params(full) > 130e6
+    assert 14.5e6 < _params(base) < 15e6  # 13 convs (14.71M) + Linear(512, 7)
+    assert isinstance(base.pre_logits, nn.Identity)
+    assert (base.head.fc.in_features, base.head.fc.out_features) == (512, 7)
+    assert base.head.drop.p == 0.3
+    # The seed head reads the width the backbone really returns: 512 without, 4096 with fc6/fc7.
+    assert hidden.head[1].in_features == 512 and hidden_full.head[1].in_features == 4096
+
+
+def test_pre_logits_false_changes_nothing_elsewhere():
+    torch.manual_seed(0)
+    a = create_model("resnet10t")
+    torch.manual_seed(0)
+    b = create_model("resnet10t", pre_logits=False)
+    assert [n for n, _ in a.named_parameters()] == [n for n, _ in b.named_parameters()]
+    x = torch.randn(2, 1, 48, 48)
+    torch.testing.assert_close(forward(a, 1, 48, 2) * 0, forward(b, 1, 48, 2) * 0)
+    a.eval(), b.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x))

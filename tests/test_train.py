@@ -368,3 +368,18 @@ def test_cli_trains_and_writes_outputs(small_csv, tmp_path):
     assert report["private_test"]["n"] == 350 and report["private_test_tta"]["n"] == 350
     model, cfg = load_model(out)
     assert cfg.backbone == "test_resnet" and cfg.epochs == 1
+
+
+def test_channels_last_on_cpu_trains_and_matches_nchw(tiny):
+    """channels_last applies on the CPU too: the same run as NCHW, up to float reordering."""
+    results = {}
+    for layout in (True, False):
+        cfg = cfg_(backbone="resnet10t", epochs=1, channels_last=layout)
+        model = build_model(cfg, torch.device("cpu"))
+        conv = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)  # unambiguous layout
+                and m.in_channels > 1 and m.kernel_size[0] > 1][-1]
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) == layout
+        results[layout] = fit(cfg, tiny).history[-1]
+    a, b = results[True], results[False]
+    assert abs(a["train_loss"] - b["train_loss"]) < 1e-3
+    assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 2 / 64
