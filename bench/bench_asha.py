@@ -46,6 +46,7 @@ def bench_space(args) -> dict:
     space["resources"] = {"cpus_per_trial": args.cpus_per_trial}
     space["search"].update(num_samples=args.trials, seed=args.seed, max_concurrent=args.concurrent,
                            grace_period=args.grace_period, reduction_factor=args.reduction_factor,
+                           rung_metric=args.rung_metric,
                            checkpoint=False)  # neither run resumes; checkpoints only cost time
     return space
 
@@ -57,6 +58,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--grace-period", type=int, default=1)
     p.add_argument("--reduction-factor", type=int, default=4)
+    p.add_argument("--rung-metric", default="", choices=("", "val_accuracy", "val_loss", "train_loss"),
+                   help="what ASHA compares at a rung (default: the search metric, val_accuracy)")
     p.add_argument("--concurrent", type=int, default=2, help="trials at a time")
     p.add_argument("--cpus-per-trial", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -88,7 +91,7 @@ def main() -> None:
     ratio = asha["total_epochs"] / full["total_epochs"]
     gap = (full["best_public_test_accuracy"] - asha["best_public_test_accuracy"]) * 100
     print(f"RESULT trials={args.trials} epochs={args.epochs} batch={args.batch_size} "
-          f"grace={args.grace_period} "
+          f"grace={args.grace_period} rung_metric={args.rung_metric or 'val_accuracy'} "
           f"rf={args.reduction_factor} asha_epochs={asha['total_epochs']} "
           f"full_epochs={full['total_epochs']} epoch_ratio={ratio:.3f} "
           f"asha_best={asha['best_public_test_accuracy']:.4f} "

@@ -57,7 +57,7 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
                          dropout=cfg.dropout, drop_path=cfg.drop_path, head_hidden=cfg.head_hidden,
                          pre_logits=cfg.pre_logits)
     model.load_state_dict(load_file(str(directory / MODEL_FILE), device=str(device)))
-    if cfg.channels_last:  # the layout it was trained and scored in: the same numbers back
+    if cfg.channels_last:  # the layout it was trained and scored in: the numbers the search reported
         model.to(memory_format=torch.channels_last)
     return model.to(device).eval(), cfg
 

@@ -15,7 +15,7 @@ from .retrain import retrain_top
 from .scheduler import ResumableASHA
 from .tbx_callback import SearchTBXLoggerCallback
 from .searcher import PrunedAwareOptunaSearch, make_sampler
-from .space import SearchSpace
+from .space import RUNG_METRICS, SearchSpace
 from .trainable import train_trial
 
 STUDY_NAME = "fer-search"
@@ -78,17 +78,24 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
         space=space.suggest, metric=space.metric, mode=space.mode,
         sampler=make_sampler(space.search.sampler, space.search.seed),
         study_name=STUDY_NAME, storage=open_study_storage(experiment))
+    # Ray lets a scheduler have its own metric only when the TuneConfig names none: so the
+    # search metric goes to the TuneConfig unless ASHA's rungs compare another one.
+    rung_metric = space.search.rung_metric or space.metric
+    own_metric = space.search.scheduler == "asha" and rung_metric != space.metric
     if space.search.scheduler == "asha":
         scheduler = ResumableASHA(experiment / ASHA_STATE_FILE,
                                   time_attr="training_iteration", max_t=space.max_epochs,
                                   grace_period=min(space.search.grace_period, space.max_epochs),
-                                  reduction_factor=space.search.reduction_factor)
+                                  reduction_factor=space.search.reduction_factor,
+                                  **(dict(metric=rung_metric, mode=RUNG_METRICS[rung_metric])
+                                     if own_metric else {}))
     else:
         scheduler = FIFOScheduler()
     return tune.Tuner(
         build_trainable(space, data, resources, trial_fn),
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, metric=space.metric, mode=space.mode,
+            search_alg=searcher, scheduler=scheduler, metric=None if own_metric else space.metric,
+            mode=None if own_metric else space.mode,
             num_samples=space.search.num_samples,
             max_concurrent_trials=space.search.max_concurrent, reuse_actors=reuse_actors,
             time_budget_s=space.search.time_budget_minutes * 60 or None),
@@ -114,7 +121,8 @@ def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, addre
     resources = trial_resources(space)
     print(f"experiment: {experiment}{' (resumed)' if resume else ''}\n"
           f"  {space.search.num_samples} trials, sampler {space.search.sampler} "
-          f"(seed {space.search.seed}), scheduler {space.search.scheduler}, "
+          f"(seed {space.search.seed}), scheduler {space.search.scheduler}"
+          f"{f' (rungs on {space.search.rung_metric})' if space.search.rung_metric else ''}, "
           f"up to {space.max_epochs} epochs, {resources['cpu']} CPU / {resources['gpu']} GPU per trial\n"
           f"  watch it: tensorboard --logdir {experiment}", flush=True)
     if resume:

@@ -6,7 +6,8 @@ A space file has these top-level sections (all but ``params`` optional)::
     data: data/fer2013.csv     # used when --data is not given
     metric: val_accuracy       # val_accuracy (max) | val_loss (min)
     search:    {sampler: tpe, seed: 0, num_samples: 8, max_concurrent: 1,
-                scheduler: asha, grace_period: 1, reduction_factor: 3, max_failures: 0}
+                scheduler: asha, grace_period: 1, reduction_factor: 3, rung_metric: "",
+                max_failures: 0}
     resources: {cpus_per_trial: auto, gpus_per_trial: auto, trials_per_gpu: 4}
     retrain:   {epochs: 20, seeds: [0], train_on_public: false, tta: true, top_k: 1}
     params:                    # any fer_models.TrainConfig field: a fixed value or a distribution
@@ -43,6 +44,9 @@ from fer_models.models import ModelConfigError, check_backbone, min_input_size
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
 SCHEDULERS = ("asha", "none")
 METRICS = {"val_accuracy": "max", "val_loss": "min"}
+# What ASHA may compare at its rungs: the search metric, or the training loss, which ranks configs
+# earlier when validation is small and noisy (bench/bench_asha.py).
+RUNG_METRICS = {**METRICS, "train_loss": "min"}
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 
 
@@ -59,6 +63,7 @@ class SearchSettings:
     scheduler: str = "asha"
     grace_period: int = 1
     reduction_factor: int = 3
+    rung_metric: str = ""            # what ASHA compares at a rung: "" (= metric) or train_loss
     max_failures: int = 0            # retries per trial for infrastructure failures
     checkpoint: bool = True          # a checkpoint per epoch (needed to resume a trial)
     drop_duplicates: bool = False    # drop Training faces pixel-identical to a PublicTest/
@@ -235,6 +240,9 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
             raise err(f"search.{key}", f"must be >= 1, got {getattr(search, key)}")
     if search.reduction_factor < 2:
         raise err("search.reduction_factor", f"must be >= 2, got {search.reduction_factor}")
+    if search.rung_metric and search.rung_metric not in RUNG_METRICS:
+        raise err("search.rung_metric", f"must be one of {', '.join(RUNG_METRICS)} (or empty: the "
+                                        f"search metric), got {search.rung_metric!r}")
     if search.time_budget_minutes < 0:
         raise err("search.time_budget_minutes", "must be >= 0 (0 = no budget)")
     if search.max_failures < 0:

@@ -104,3 +104,23 @@ def test_empty_or_broken_files_are_left_to_the_careful_parser(tmp_path, content)
     assert read_fer2013_csv(path) is None
     with pytest.raises(DataError, match="broken.csv.gz"):
         load_fer2013(path, use_cache=False)
+
+
+def test_corrupt_deflate_stream_is_a_data_error(tmp_path):
+    """A damaged gzip body (isal raises its own error type) goes the careful way: a DataError."""
+    good = gzip.compress(("emotion,pixels,Usage\n" + "\n".join(GOOD) + "\n").encode())
+    path = tmp_path / "damaged.csv.gz"
+    path.write_bytes(good[:30] + bytes(30) + good[60:])
+    assert read_fer2013_csv(path) is None
+    with pytest.raises(DataError, match="damaged.csv.gz"):
+        load_fer2013(path, use_cache=False)
+
+
+def test_small_files_read_fast_on_many_cores(tmp_path, monkeypatch):
+    """Blocks never get smaller than a few rows, whatever the core count."""
+    path = tmp_path / "many.csv"
+    path.write_text("emotion,pixels,Usage\n" + "\n".join(rows(9)) + "\n")
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    fast = read_fer2013_csv(path)
+    assert fast is not None and fast[0].shape == (9, 48, 48)
+    assert_same(fast, careful_parse(path))

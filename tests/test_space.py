@@ -189,3 +189,53 @@ def test_resume_refuses_search_overrides_but_retrain_only_takes_retrain_ones(tmp
                                       "--retrain-epochs", "4"])
     space, _, _ = _prepare_resume(args)
     assert space.retrain.top_k == 3 and space.retrain.epochs == 4
+
+
+def test_rung_metric_is_validated_and_defaults_to_the_metric(tmp_path):
+    good = tmp_path / "rung.yaml"
+    good.write_text("search: {rung_metric: train_loss}\nparams: {backbone: resnet10t}\n")
+    assert load_space(good).search.rung_metric == "train_loss"
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("params: {backbone: resnet10t}\n")
+    assert load_space(plain).search.rung_metric == ""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search: {rung_metric: train_acc}\nparams: {backbone: resnet10t}\n")
+    with pytest.raises(SpaceError, match=r"search.rung_metric.*train_loss.*train_acc"):
+        load_space(bad)
+
+
+def test_asha_rungs_compare_the_rung_metric(tmp_path, small_data):
+    """search.rung_metric reaches the real ASHA: a trial-function whose PublicTest accuracy is the
+    same for every config (so ASHA on it would stop nothing) and whose training loss is its lr."""
+    from search.experiment import ASHA_STATE_FILE, build_tuner
+
+    def fake_trial(config, data, threads=1, checkpoint=True):
+        from ray import tune
+
+        for epoch in range(1, config["epochs"] + 1):
+            tune.report({"epoch": epoch, "val_accuracy": 0.5, "val_loss": 1.0,
+                         "train_loss": config["lr"], "trial_finished": epoch == config["epochs"]})
+
+    path = tmp_path / "rungs.yaml"
+    path.write_text("search: {sampler: random, seed: 3, num_samples: 8, max_concurrent: 1,\n"
+                    "         grace_period: 1, reduction_factor: 2, rung_metric: train_loss,\n"
+                    "         checkpoint: false}\n"
+                    "params: {backbone: resnet10t, epochs: 4, lr: {loguniform: [1.0e-4, 1.0e-1]}}\n")
+    space = load_space(path)
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        results = build_tuner(space, small_data, experiment, {"cpu": 1, "gpu": 0}, verbose=0,
+                              trial_fn=fake_trial).fit()
+    finally:
+        ray.shutdown()
+    epochs = {r.metrics["trial_id"]: (r.config["lr"], r.metrics["training_iteration"]) for r in results}
+    assert len(epochs) == 8 and not results.errors
+    stopped = [lr for lr, n in epochs.values() if n < 4]
+    assert stopped, "ASHA stopped nothing: it did not compare the training loss"
+    # What the rungs recorded are the training losses (= each trial's lr; Ray negates a minimised
+    # metric), not the constant 0.5.
+    rungs = json.loads((experiment / ASHA_STATE_FILE).read_text())[0]
+    recorded = {tid: v for _, rung in rungs for tid, v in rung.items()}
+    assert recorded and all(-v == pytest.approx(epochs[tid][0]) for tid, v in recorded.items())
