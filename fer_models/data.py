@@ -25,8 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_models.fast_csv import read_fer2013_csv
-
 EMOTIONS = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
 SPLITS = ("Training", "PublicTest", "PrivateTest")
 IMAGE_SIZE = 48
@@ -176,9 +174,14 @@ def _fail_rows(path: Path, rows: np.ndarray, what: str) -> DataError:
 
 
 def _parse_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    parsed = read_fer2013_csv(path)  # the strict Kaggle layout, fast; None: read it carefully
-    if parsed is not None:
-        return parsed
+    from fer_models import fast_csv  # imports this module's constants: import it here
+
+    parsed = fast_csv.read_fer2013_csv(path)  # the strict Kaggle layout, fast
+    return parsed if parsed is not None else _parse_csv_careful(path)
+
+
+def _parse_csv_careful(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Any CSV pandas reads, validated row by row in bulk; errors name the line."""
     df = _read_table(path)
     n = len(df)
     labels = _parse_labels(path, df["emotion"].to_numpy(dtype=object))

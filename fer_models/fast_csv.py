@@ -23,9 +23,9 @@ import os
 
 import numpy as np
 
-HEADER = b"emotion,pixels,Usage"
-SPLITS = ("Training", "PublicTest", "PrivateTest")
-NUM_PIXELS = 48 * 48
+from fer_models.data import EMOTIONS, IMAGE_SIZE, NUM_PIXELS, REQUIRED_COLUMNS, SPLITS
+
+HEADER = ",".join(REQUIRED_COLUMNS).encode()  # emotion,pixels,Usage, in this order only
 
 try:  # ISA-L's gzip: same format, a few times faster than zlib
     from isal.igzip import decompress as _gunzip
@@ -77,7 +77,7 @@ def read_fer2013_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, n
     last = _comma_pair(pc, table.column(NUM_PIXELS - 1))  # "last pixel,usage"
     if n == 0 or first is None or last is None:
         return None
-    labels = _lookup(first[0], [str(i) for i in range(7)])
+    labels = _lookup(first[0], [str(i) for i in range(len(EMOTIONS))])
     usage = _lookup(last[1], SPLITS)
     first_pixel, last_pixel = _pixel(first[1]), _pixel(last[0])
     if labels is None or usage is None or first_pixel is None or last_pixel is None:
@@ -95,7 +95,7 @@ def read_fer2013_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, n
     images = np.empty((n, NUM_PIXELS), dtype=np.uint8)
     for j in range(0, NUM_PIXELS, 64):
         images[:, j:j + 64] = columns[j:j + 64].T
-    images = images.reshape(n, 48, 48)
+    images = images.reshape(n, IMAGE_SIZE, IMAGE_SIZE)
     return images, labels.astype(np.int64), usage.astype(np.int8)
 
 

@@ -80,9 +80,10 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
         study_name=STUDY_NAME, storage=open_study_storage(experiment))
     # Ray lets a scheduler have its own metric only when the TuneConfig names none: so the
     # search metric goes to the TuneConfig unless ASHA's rungs compare another one.
-    rung_metric = space.search.rung_metric or space.metric
-    own_metric = space.search.scheduler == "asha" and rung_metric != space.metric
+    own_metric = False
     if space.search.scheduler == "asha":
+        rung_metric = space.search.rung_metric or space.metric
+        own_metric = rung_metric != space.metric
         scheduler = ResumableASHA(experiment / ASHA_STATE_FILE,
                                   time_attr="training_iteration", max_t=space.max_epochs,
                                   grace_period=min(space.search.grace_period, space.max_epochs),

@@ -3,7 +3,6 @@ equals the careful parser's result; everything else goes the careful way (with i
 from __future__ import annotations
 
 import gzip
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,13 +11,6 @@ from fer_models import data as fer_data
 from fer_models.data import SPLITS, DataError, load_fer2013
 from fer_models.fast_csv import read_fer2013_csv
 from tests.conftest import pixels_text, write_csv
-
-
-def careful_parse(path: Path):
-    df = fer_data._read_table(path)
-    return (fer_data._parse_pixels(path, df["pixels"].to_numpy(dtype=object), len(df)),
-            fer_data._parse_labels(path, df["emotion"].to_numpy(dtype=object)),
-            fer_data._parse_usage(path, df["Usage"].to_numpy(dtype=object)))
 
 
 def assert_same(fast, careful):
@@ -42,7 +34,7 @@ def test_real_sample_equals_careful_parse(small_csv):
     fast = read_fer2013_csv(small_csv)
     assert fast is not None, "the Kaggle sample is well-formed: the fast path must take it"
     assert fast[0].shape == (2799, 48, 48)
-    assert_same(fast, careful_parse(small_csv))
+    assert_same(fast, fer_data._parse_csv_careful(small_csv))
 
 
 @pytest.mark.parametrize("gz", [False, True], ids=["csv", "gz"])
@@ -55,7 +47,7 @@ def test_strict_layout_is_read_fast_and_exactly(tmp_path, gz, newline):
     fast = read_fer2013_csv(path)
     assert fast is not None
     assert fast[0].shape == (7, 48, 48)  # the blank line is skipped, as the careful path does
-    assert_same(fast, careful_parse(path))
+    assert_same(fast, fer_data._parse_csv_careful(path))
 
 
 GOOD = rows(3)
@@ -123,4 +115,4 @@ def test_small_files_read_fast_on_many_cores(tmp_path, monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 64)
     fast = read_fer2013_csv(path)
     assert fast is not None and fast[0].shape == (9, 48, 48)
-    assert_same(fast, careful_parse(path))
+    assert_same(fast, fer_data._parse_csv_careful(path))
