@@ -33,16 +33,48 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FER_DATA_DIR") or REPO.parent / "shared" / "data") / "fer2013-small.csv.gz"
 
 
-def run(space: dict, data: str, out: Path, name: str) -> tuple[dict, pd.DataFrame]:
+def run(space: dict, data: str, out: Path, name: str) -> float:
+    """One search of ``space`` into ``out/name``; returns its wall seconds."""
     path = out / f"{name}.yaml"
     path.write_text(yaml.safe_dump(space))
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "search.run", str(path), "--data", data, "--output",
                     str(out), "--name", name, "--verbose", "0"], cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL)
-    summary = json.loads((out / name / "summary.json").read_text())
-    summary["bench_wall_s"] = time.perf_counter() - t0
-    return summary, pd.read_csv(out / name / "trials.csv")
+    return time.perf_counter() - t0
+
+
+def load(out: Path, name: str) -> tuple[dict, pd.DataFrame]:
+    return (json.loads((out / name / "summary.json").read_text()),
+            pd.read_csv(out / name / "trials.csv"))
+
+
+def curves(experiment: Path) -> dict[str, pd.DataFrame]:
+    """Each trial's per-epoch results (progress.csv), by trial id."""
+    out = {}
+    for trial_id in pd.read_csv(experiment / "trials.csv")["trial_id"]:
+        (folder,) = experiment.glob(f"train_trial_{trial_id}_*")
+        out[trial_id] = pd.read_csv(folder / "progress.csv").set_index("training_iteration")
+    return out
+
+
+def replay_synchronous_halving(full: dict[str, pd.DataFrame], max_t: int, grace: int, rf: int,
+                               rung_metric: str) -> tuple[int, float]:
+    """What synchronous successive halving (every trial reaches a rung before any is promoted,
+    then the best 1/rf go on) would have spent and found, replayed over the full-budget run's
+    real curves: training is seeded, so a trial stopped at epoch e has exactly these first e
+    epochs. The contrast with the real asynchronous run is ASHA's early-trial bias: with few
+    records at a rung, ASHA promotes whoever arrives early. Returns (epochs, best accuracy)."""
+    sign = -1 if rung_metric in ("val_loss", "train_loss") else 1  # larger is better below
+    alive, stopped_at, rung = list(full), {}, grace
+    while rung < max_t and len(alive) > 1:
+        ranked = sorted(alive, key=lambda t: sign * full[t].loc[rung, rung_metric], reverse=True)
+        keep = max(1, -(-len(ranked) // rf))  # ceil: ASHA's top 1/rf
+        stopped_at.update({t: rung for t in ranked[keep:]})
+        alive, rung = ranked[:keep], rung * rf
+    stopped_at.update({t: max_t for t in alive})
+    best = max(full[t].loc[:e, "val_accuracy"].max() for t, e in stopped_at.items())
+    return sum(stopped_at.values()), float(best)
 
 
 def bench_space(args) -> dict:
@@ -74,19 +106,32 @@ def main() -> None:
                    help="random/qmc: both runs propose identical configs (see above)")
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--keep", help="keep both experiments in this folder (default: a temp folder)")
+    p.add_argument("--analyse", metavar="DIR",
+                   help="train nothing: print the figures of a folder that --keep kept")
     args = p.parse_args()
+    if args.analyse:
+        return report(Path(args.analyse), {})
     base = bench_space(args)
     with tempfile.TemporaryDirectory() as d:
         out = Path(args.keep or d)
         out.mkdir(parents=True, exist_ok=True)
-        asha, asha_trials = run({**base, "search": {**base["search"], "scheduler": "asha"}},
-                                args.data, out, "asha")
-        full, full_trials = run({**base, "search": {**base["search"], "scheduler": "none"}},
-                                args.data, out, "full")
-    for name, s in (("ASHA", asha), ("no early stopping", full)):
+        walls = {name: run({**base, "search": {**base["search"], "scheduler": scheduler}},
+                           args.data, out, name)
+                 for name, scheduler in (("asha", "asha"), ("full", "none"))}
+        report(out, walls)
+
+
+def report(out: Path, walls: dict) -> None:
+    """Both runs' figures, the per-config table, the synchronous replay and the RESULT line."""
+    design = yaml.safe_load((out / "asha.yaml").read_text())
+    search, params = design["search"], design["params"]
+    rung_metric = search.get("rung_metric") or design.get("metric", "val_accuracy")
+    (asha, asha_trials), (full, full_trials) = load(out, "asha"), load(out, "full")
+    walls = {"asha": asha["wall_seconds"], "full": full["wall_seconds"], **walls}
+    for name, s, wall in (("ASHA", asha, walls["asha"]), ("no early stopping", full, walls["full"])):
         print(f"{name:>18}: {s['total_epochs']} epochs, best PublicTest "
               f"{s['best_public_test_accuracy']:.4f}, {s['trials_stopped_early']} stopped early, "
-              f"{s['bench_wall_s']:.0f} s")
+              f"{wall:.0f} s")
     # The same config in both runs (the sampler's seeded proposals) lines up on its config columns.
     keys = [c for c in full_trials.columns if c.startswith("config/")]
     side = full_trials[keys + ["best_val_accuracy", "epochs"]].merge(
@@ -99,16 +144,23 @@ def main() -> None:
           .sort_values("best_val_accuracy_full", ascending=False).to_string(index=False))
     matched = int(side["epochs_asha"].notna().sum())  # all of them with --sampler random/qmc
     print(f"configs proposed by both runs: {matched} of {len(side)}")
+    sync_epochs, sync_best = replay_synchronous_halving(
+        curves(out / "full"), int(params["epochs"]), int(search["grace_period"]),
+        int(search["reduction_factor"]), rung_metric)
+    print(f"synchronous successive halving, same rungs, replayed over the full run's curves: "
+          f"{sync_epochs} epochs, best PublicTest {sync_best:.4f}")
     ratio = asha["total_epochs"] / full["total_epochs"]
     gap = (full["best_public_test_accuracy"] - asha["best_public_test_accuracy"]) * 100
-    print(f"RESULT sampler={args.sampler} trials={args.trials} epochs={args.epochs} "
-          f"batch={args.batch_size} grace={args.grace_period} rung_metric={args.rung_metric or 'val_accuracy'} "
-          f"rf={args.reduction_factor} asha_epochs={asha['total_epochs']} "
-          f"full_epochs={full['total_epochs']} epoch_ratio={ratio:.3f} matched={matched} "
+    print(f"RESULT sampler={search['sampler']} trials={search['num_samples']} "
+          f"epochs={params['epochs']} batch={params['batch_size']} grace={search['grace_period']} "
+          f"rf={search['reduction_factor']} rung_metric={rung_metric} "
+          f"asha_epochs={asha['total_epochs']} full_epochs={full['total_epochs']} "
+          f"epoch_ratio={ratio:.3f} matched={matched} "
           f"asha_best={asha['best_public_test_accuracy']:.4f} "
           f"full_best={full['best_public_test_accuracy']:.4f} gap_pt={gap:.2f} "
-          f"asha_wall_s={asha['bench_wall_s']:.0f} full_wall_s={full['bench_wall_s']:.0f}")
-
+          f"sync_sh_epochs={sync_epochs} sync_sh_ratio={sync_epochs / full['total_epochs']:.3f} "
+          f"sync_sh_gap_pt={(full['best_public_test_accuracy'] - sync_best) * 100:.2f} "
+          f"asha_wall_s={walls['asha']:.0f} full_wall_s={walls['full']:.0f}")
 
 if __name__ == "__main__":
     main()
