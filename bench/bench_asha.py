@@ -29,6 +29,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from search.space import RUNG_METRICS
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FER_DATA_DIR") or REPO.parent / "shared" / "data") / "fer2013-small.csv.gz"
 
@@ -49,10 +51,10 @@ def load(out: Path, name: str) -> tuple[dict, pd.DataFrame]:
             pd.read_csv(out / name / "trials.csv"))
 
 
-def curves(experiment: Path) -> dict[str, pd.DataFrame]:
+def curves(experiment: Path, trial_ids) -> dict[str, pd.DataFrame]:
     """Each trial's per-epoch results (progress.csv), by trial id."""
     out = {}
-    for trial_id in pd.read_csv(experiment / "trials.csv")["trial_id"]:
+    for trial_id in trial_ids:
         (folder,) = experiment.glob(f"train_trial_{trial_id}_*")
         out[trial_id] = pd.read_csv(folder / "progress.csv").set_index("training_iteration")
     return out
@@ -65,7 +67,7 @@ def replay_synchronous_halving(full: dict[str, pd.DataFrame], max_t: int, grace:
     real curves: training is seeded, so a trial stopped at epoch e has exactly these first e
     epochs. The contrast with the real asynchronous run is ASHA's early-trial bias: with few
     records at a rung, ASHA promotes whoever arrives early. Returns (epochs, best accuracy)."""
-    sign = -1 if rung_metric in ("val_loss", "train_loss") else 1  # larger is better below
+    sign = 1 if RUNG_METRICS[rung_metric] == "max" else -1  # larger is better below
     alive, stopped_at, rung = list(full), {}, grace
     while rung < max_t and len(alive) > 1:
         ranked = sorted(alive, key=lambda t: sign * full[t].loc[rung, rung_metric], reverse=True)
@@ -97,7 +99,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--grace-period", type=int, default=1)
     p.add_argument("--reduction-factor", type=int, default=4)
-    p.add_argument("--rung-metric", default="", choices=("", "val_accuracy", "val_loss", "train_loss"),
+    p.add_argument("--rung-metric", default="", choices=("", *RUNG_METRICS),
                    help="what ASHA compares at a rung (default: the search metric, val_accuracy)")
     p.add_argument("--concurrent", type=int, default=2, help="trials at a time")
     p.add_argument("--cpus-per-trial", type=int, default=1)
@@ -145,7 +147,8 @@ def report(out: Path, walls: dict) -> None:
     matched = int(side["epochs_asha"].notna().sum())  # all of them with --sampler random/qmc
     print(f"configs proposed by both runs: {matched} of {len(side)}")
     sync_epochs, sync_best = replay_synchronous_halving(
-        curves(out / "full"), int(params["epochs"]), int(search["grace_period"]),
+        curves(out / "full", full_trials["trial_id"]), int(params["epochs"]),
+        int(search["grace_period"]),
         int(search["reduction_factor"]), rung_metric)
     print(f"synchronous successive halving, same rungs, replayed over the full run's curves: "
           f"{sync_epochs} epochs, best PublicTest {sync_best:.4f}")
@@ -161,6 +164,7 @@ def report(out: Path, walls: dict) -> None:
           f"sync_sh_epochs={sync_epochs} sync_sh_ratio={sync_epochs / full['total_epochs']:.3f} "
           f"sync_sh_gap_pt={(full['best_public_test_accuracy'] - sync_best) * 100:.2f} "
           f"asha_wall_s={walls['asha']:.0f} full_wall_s={walls['full']:.0f}")
+
 
 if __name__ == "__main__":
     main()
