@@ -75,6 +75,11 @@ def curves(experiment: Path, trial_ids) -> dict[str, pd.DataFrame]:
     return out
 
 
+def larger_is_better(rung_metric: str) -> int:
+    """+1 or -1: multiplied into a rung value so that larger is better (Ray's metric_op)."""
+    return 1 if RUNG_METRICS[rung_metric] == "max" else -1
+
+
 def outcome(full: dict[str, pd.DataFrame], stopped_at: dict[str, int]) -> tuple[int, float]:
     """Epochs spent and best PublicTest accuracy seen when each trial stops at ``stopped_at``:
     training is seeded, so a trial stopped at epoch e has exactly the full run's first e epochs."""
@@ -88,7 +93,7 @@ def replay_synchronous_halving(full: dict[str, pd.DataFrame], max_t: int, grace:
     then the best 1/rf go on) would have spent and found, replayed over the full-budget run's
     real curves. The contrast with the real asynchronous run is ASHA's early-trial bias: with few
     records at a rung, ASHA promotes whoever arrives early. Returns (epochs, best accuracy)."""
-    sign = 1 if RUNG_METRICS[rung_metric] == "max" else -1  # larger is better below
+    sign = larger_is_better(rung_metric)
     alive, stopped_at, rung = list(full), {}, grace
     while rung < max_t and len(alive) > 1:
         ranked = sorted(alive, key=lambda t: sign * full[t].loc[rung, rung_metric], reverse=True)
@@ -108,7 +113,7 @@ def replay_asha(full: dict[str, pd.DataFrame], order: list[str], max_t: int, gra
     (epochs, best accuracy)."""
     from ray.tune.schedulers.async_hyperband import _Bracket  # private, but the exact rule
 
-    sign = 1 if RUNG_METRICS[rung_metric] == "max" else -1  # Ray's metric_op
+    sign = larger_is_better(rung_metric)
     bracket = _Bracket(grace, max_t, rf, s=0)
     waiting, running, stopped_at, now = list(enumerate(order)), [], {}, 0
     while waiting or running:
@@ -188,9 +193,12 @@ def reuse_full_run(source: Path, out: Path, full_space: dict, data: str) -> None
     kept = source / "full.yaml"
     if not kept.is_file():
         sys.exit(f"--full-from {source}: no full.yaml there (a folder that --keep kept has one)")
-    drop = lambda space: {**space, "search": {k: v for k, v in space["search"].items()
-                                              if k not in ASHA_ONLY_KEYS}}
-    theirs, ours = drop(yaml.safe_load(kept.read_text())), drop(full_space)
+    def without_asha_keys(space: dict) -> dict:
+        return {**space, "search": {k: v for k, v in space["search"].items()
+                                    if k not in ASHA_ONLY_KEYS}}
+
+    theirs = without_asha_keys(yaml.safe_load(kept.read_text()))
+    ours = without_asha_keys(full_space)
     differ = sorted(f"{part}.{k}" for part in ("params", "search", "resources", "retrain")
                     for k in set(theirs.get(part, {})) | set(ours.get(part, {}))
                     if theirs.get(part, {}).get(k) != ours.get(part, {}).get(k))
