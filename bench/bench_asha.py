@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from search.experiment_folder import ExperimentFolder
 from search.space import RUNG_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,17 +63,14 @@ def run(space: dict, data: str, out: Path, name: str) -> float:
 
 
 def load(out: Path, name: str) -> tuple[dict, pd.DataFrame]:
-    return (json.loads((out / name / "summary.json").read_text()),
-            pd.read_csv(out / name / "trials.csv", dtype={"trial_id": str}))  # ids like 31832772
+    folder = ExperimentFolder(out / name)
+    return folder.read_summary(), folder.read_trials()
 
 
 def curves(experiment: Path, trial_ids) -> dict[str, pd.DataFrame]:
-    """Each trial's per-epoch results (progress.csv), by trial id."""
-    out = {}
-    for trial_id in trial_ids:
-        (folder,) = experiment.glob(f"train_trial_{trial_id}_*")
-        out[trial_id] = pd.read_csv(folder / "progress.csv").set_index("training_iteration")
-    return out
+    """Each trial's per-epoch results (progress.csv), by trial id, indexed by epoch."""
+    return {tid: df.set_index("training_iteration")
+            for tid, df in ExperimentFolder(experiment).progress(trial_ids).items()}
 
 
 def larger_is_better(rung_metric: str) -> int:
@@ -202,7 +200,7 @@ def reuse_full_run(source: Path, out: Path, full_space: dict, data: str) -> None
     differ = sorted(f"{part}.{k}" for part in ("params", "search", "resources", "retrain")
                     for k in set(theirs.get(part, {})) | set(ours.get(part, {}))
                     if theirs.get(part, {}).get(k) != ours.get(part, {}).get(k))
-    kept_data = json.loads((source / "full" / "run.json").read_text())["data"]
+    kept_data = ExperimentFolder(source / "full").read_run()["data"]
     if Path(kept_data).resolve() != Path(data).resolve():
         differ.append(f"data ({kept_data})")
     if differ:
@@ -271,7 +269,7 @@ def replay_orders(out: Path, side: pd.DataFrame, full_curves: dict, rungs: tuple
     fields = []
     if every_config_matched:  # random/qmc: the ASHA run's trials are the full run's configs
         to_full = dict(zip(side["trial_id_asha"], side["trial_id_full"]))
-        saved = json.loads((out / "asha" / "asha-rungs.json").read_text())
+        saved = json.loads(ExperimentFolder(out / "asha").asha_rungs.read_text())
         first_rung = saved[0][-1][1]  # rungs are stored highest first; dicts keep arrival order
         real_epochs, real_best = replay_asha(full_curves, [to_full[t] for t in first_rung],
                                              *rungs, concurrent)

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import fer_models.data as fer_data  # noqa: E402
+from fer_models.cli import EXIT_BAD_INPUT  # noqa: E402
 from fer_models.data import load_fer2013  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("FER_DATA_DIR") or REPO.parent / "shared" / "data") / "fer2013.csv.gz"
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.data)
     if not path.exists():
         print(f"error: {path} does not exist (pass --data)", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     cache_dir = Path(args.cache_dir) if args.cache_dir else Path(tempfile.mkdtemp(prefix="fer_bench_"))
     try:
         size_mb = path.stat().st_size / 2**20 if path.is_file() else float("nan")

@@ -46,10 +46,10 @@ def plain_loop(space, trials: int) -> float:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from search.searcher import make_sampler
+    from search.samplers import create_sampler
 
     start = time.perf_counter()
-    study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", 0))
+    study = optuna.create_study(direction="maximize", sampler=create_sampler("tpe", 0))
     for _ in range(trials):
         t = study.ask()
         config = {**space.suggest(t), **t.params}

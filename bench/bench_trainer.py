@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from fer_models.augment import MEAN, STD  # noqa: E402
+from fer_models.cli import EXIT_BAD_INPUT  # noqa: E402
 from fer_models.config import TrainConfig  # noqa: E402
 from fer_models.data import load_fer2013  # noqa: E402
 from fer_models.train import build_model, build_optimizer, resolve_device, train_one_epoch  # noqa: E402
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if not Path(args.data).exists():
         print(f"error: {args.data} does not exist (pass --data)", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"

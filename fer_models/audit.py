@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import EXIT_BAD_INPUT, add_data_argument, prog, resolve_data_path
 from .data import EMOTIONS, FER2013, NUM_PIXELS, DataError, Split, load_fer2013
 
 SPLITS = ("Training", "PublicTest", "PrivateTest")
@@ -165,10 +166,10 @@ def format_report(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fer_models.audit",
+        prog=prog("fer_models.audit"),
         description="Audit a FER2013 file: class counts per split, pixel-identical duplicates "
                     "within and across splits, near-blank images, and a contact sheet PNG.")
-    parser.add_argument("--data", required=True, help="fer2013.csv(.gz) or an image-folder root")
+    add_data_argument(parser)
     parser.add_argument("--output", default="results/audit",
                         help="folder for audit.json, duplicates.csv and contact_sheet.png "
                              "(default: results/audit)")
@@ -176,18 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print audit.json instead of tables")
     args = parser.parse_args(argv)
     try:
-        data = load_fer2013(args.data)
+        data_path = resolve_data_path(args.data)
+        data = load_fer2013(data_path)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     out = Path(args.output)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         print(f"error: cannot write to --output {out}: {e.strerror}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     report = audit(data)
-    report["source"] = str(args.data)
+    report["source"] = str(data_path)
     (out / "audit.json").write_text(json.dumps(report, indent=2))
     duplicate_rows(data).to_csv(out / "duplicates.csv", index=False)
     sheet = contact_sheet(data, out / "contact_sheet.png", per_class=args.per_class)

@@ -4,9 +4,14 @@ A finished model is ``model.safetensors`` plus ``config.json`` (the resolved Tra
 to rebuild it). Resumable training state is a ``torch.save`` file read back with
 ``weights_only=True``: tensors, numbers, strings, lists and dicts only.
 
-Example:
-    >>> from fer_models.checkpoint import load_model
-    >>> model, cfg = load_model("results/my-search/model")  # doctest: +SKIP
+Example (a search's ``results/<name>/model`` loads the same way):
+    >>> import tempfile
+    >>> from fer_models.models import create_model
+    >>> folder = Path(tempfile.mkdtemp()) / "model"
+    >>> _ = save_model(folder, create_model("resnet10t"), TrainConfig(backbone="resnet10t"))
+    >>> model, cfg = load_model(folder)
+    >>> cfg.backbone, model.training
+    ('resnet10t', False)
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.05
     momentum: float = 0.9
-    scheduler: str = "cosine"      # cosine (per-step, with warmup) | plateau (val loss) | none
+    scheduler: str = "cosine"      # a name in fer_models.schedulers.SCHEDULES
     warmup_epochs: float = 0.0
     min_lr: float = 1e-6
     plateau_factor: float = 0.1
@@ -56,7 +56,6 @@ class TrainConfig:
     amp: bool = True               # bf16 autocast, CUDA only
     eval_batch_size: int = 512
     train_on_public: bool = False  # retrain on Training + PublicTest (no validation left)
-    fail_with_nan_at_epoch: int = 0  # fault injection for tests: loss becomes NaN at this epoch
     extra: dict = field(default_factory=dict, repr=False)  # free-form labels carried to results
 
     @property

@@ -7,11 +7,15 @@ and mtime, so later loads take a fraction of a second and a changed source is re
 problem in the input raises :class:`DataError` naming the file, the line and what is wrong;
 nothing is dropped.
 
-Example:
-    >>> from fer_models.data import load_fer2013
-    >>> data = load_fer2013("../shared/data/fer2013-small.csv.gz")  # doctest: +SKIP
-    >>> data.train.images.shape, data.train.images.dtype  # doctest: +SKIP
-    ((2100, 48, 48), dtype('uint8'))
+Example (a nine-row file in the Kaggle layout):
+    >>> import tempfile
+    >>> usage = ["Training"] * 7 + ["PublicTest", "PrivateTest"]
+    >>> rows = [f"{i % 7},{' '.join(['128'] * 2304)},{u}" for i, u in enumerate(usage)]
+    >>> path = Path(tempfile.mkdtemp()) / "fer2013.csv"
+    >>> _ = path.write_text("\\n".join(["emotion,pixels,Usage", *rows]) + "\\n")
+    >>> data = load_fer2013(path, use_cache=False)
+    >>> data.train.images.shape, data.train.images.dtype, len(data.private_test)
+    ((7, 48, 48), dtype('uint8'), 1)
 """
 from __future__ import annotations
 
@@ -25,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-EMOTIONS = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
-SPLITS = ("Training", "PublicTest", "PrivateTest")
-IMAGE_SIZE = 48
-NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
-REQUIRED_COLUMNS = ("emotion", "pixels", "Usage")
+from . import fast_csv
+from .constants import EMOTIONS, IMAGE_SIZE, NUM_PIXELS, REQUIRED_COLUMNS, SPLITS
+
+__all__ = ["EMOTIONS", "SPLITS", "IMAGE_SIZE", "NUM_PIXELS", "REQUIRED_COLUMNS", "DataError",
+           "Split", "FER2013", "load_fer2013"]
+
 _CACHE_FORMAT = 1  # bump when the cached layout changes
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -174,8 +179,6 @@ def _fail_rows(path: Path, rows: np.ndarray, what: str) -> DataError:
 
 
 def _parse_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from fer_models import fast_csv  # imports this module's constants: import it here
-
     parsed = fast_csv.read_fer2013_csv(path)  # the strict Kaggle layout, fast
     return parsed if parsed is not None else _parse_csv_careful(path)
 

@@ -5,10 +5,16 @@ An ensemble is a folder with ``ensemble.json`` and one single-model folder per m
 prediction is the mean of the members' class probabilities. Members may differ in backbone,
 input size and channels: each one prepares the 48x48 faces its own way.
 
-Example:
-    >>> from fer_models.ensemble import load_predictor
-    >>> predictor = load_predictor("results/cpu-full/ensemble")  # doctest: +SKIP
-    >>> probs = predictor.predict_proba(faces_uint8_Nx48x48, tta=True)  # doctest: +SKIP
+Example (``results/<name>/model`` or ``results/<name>/ensemble`` load the same way):
+    >>> import tempfile
+    >>> from fer_models.checkpoint import save_model
+    >>> from fer_models.models import create_model
+    >>> folder = Path(tempfile.mkdtemp()) / "model"
+    >>> _ = save_model(folder, create_model("resnet10t"), TrainConfig(backbone="resnet10t"))
+    >>> faces = np.zeros((2, 48, 48), dtype=np.uint8)
+    >>> probs = load_predictor(folder).predict_proba(faces, tta=True)
+    >>> probs.shape, bool(np.allclose(probs.sum(axis=1), 1.0, atol=1e-5))
+    ((2, 7), True)
 """
 from __future__ import annotations
 

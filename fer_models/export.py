@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .augment import prepare_batch
+from .cli import EXIT_BAD_INPUT, prog
 from .data import EMOTIONS, IMAGE_SIZE
 from .ensemble import ENSEMBLE_FILE, Predictor, load_predictor
 
@@ -83,7 +84,7 @@ def max_difference(model_dir: str | os.PathLike, onnx_file: str | os.PathLike,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fer_models.export",
+        prog=prog("fer_models.export"),
         description="Export a model or ensemble folder to ONNX: input 'faces' uint8 (N, 48, 48), "
                     "output 'probabilities' float (N, 7) in the order " + ", ".join(EMOTIONS) + ".")
     parser.add_argument("model_dir", help="a model folder (model.safetensors + config.json) or an "
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         path = export_onnx(args.model_dir, args.output)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     print(f"wrote {path}")
     if args.check:
         faces = np.random.default_rng(0).integers(0, 256, (16, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)

@@ -11,10 +11,18 @@ pixels 0-255 written in decimal, usage one of the three split names) and returns
 anything else, including every malformed file: ``data._parse_csv`` then parses the file the careful
 way and names the bad line. So when this returns arrays they equal the careful parser's.
 
-Example:
-    >>> from fer_models.fast_csv import read_fer2013_csv
-    >>> parsed = read_fer2013_csv("../shared/data/fer2013.csv.gz")  # doctest: +SKIP
-    >>> images, labels, usage = parsed  # (N, 48, 48) uint8, (N,) int64, (N,) int8  # doctest: +SKIP
+Example (the strict layout is read; a quoted field is left to the careful parser):
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> pixels = " ".join(["7"] * 2304)
+    >>> _ = (folder / "ok.csv").write_text(f"emotion,pixels,Usage\\n3,{pixels},Training\\n")
+    >>> images, labels, usage = read_fer2013_csv(folder / "ok.csv")
+    >>> images.shape, images.dtype, labels.tolist(), usage.tolist()
+    ((1, 48, 48), dtype('uint8'), [3], [0])
+    >>> _ = (folder / "quoted.csv").write_text(f'emotion,pixels,Usage\\n3,"{pixels}",Training\\n')
+    >>> read_fer2013_csv(folder / "quoted.csv") is None
+    True
 """
 from __future__ import annotations
 
@@ -23,7 +31,7 @@ import os
 
 import numpy as np
 
-from fer_models.data import EMOTIONS, IMAGE_SIZE, NUM_PIXELS, REQUIRED_COLUMNS, SPLITS
+from .constants import EMOTIONS, IMAGE_SIZE, NUM_PIXELS, REQUIRED_COLUMNS, SPLITS
 
 HEADER = ",".join(REQUIRED_COLUMNS).encode()  # emotion,pixels,Usage, in this order only
 

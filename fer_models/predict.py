@@ -4,12 +4,13 @@ MODEL_DIR is a model folder or an ensemble folder written by the search. Any siz
 is converted the way FER2013 was made: grayscale, resized to 48x48. A larger photo (either side
 above 96 px) is first cropped to its largest face with OpenCV's bundled Haar cascade
 (``--face-crop auto``, needs ``pip install 'fer-search[face]'``); without a detection the whole
-image is used. ``--csv fer2013.csv --usage PrivateTest`` scores a whole split instead.
+image is used. Without images it scores a whole split of ``--data`` instead
+(``--usage PrivateTest``; ``--data`` defaults to ``$FER2013_CSV``, then ``data/fer2013.csv``).
 Exit code 2, with one line naming the file, for anything that is not a usable input.
 
 Example:
     python -m fer_models.predict results/cpu-full/model face.jpg --json
-    python -m fer_models.predict results/cpu-full/ensemble --csv fer2013.csv --usage PrivateTest --tta
+    python -m fer_models.predict results/cpu-full/ensemble --data fer2013.csv --usage PrivateTest --tta
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import EMOTIONS, IMAGE_SIZE
+from .cli import EXIT_BAD_INPUT, add_data_argument, prog, resolve_data_path
+from .data import EMOTIONS, IMAGE_SIZE, SPLITS
 
 MAX_PIXELS = 50_000_000  # refuse decompression bombs before decoding them
 PHOTO_MIN_SIDE = 96       # above this an image is a photo to search for a face, not a face crop
@@ -124,7 +126,7 @@ def _widen(box: list[int], size: tuple[int, int]) -> tuple[int, int, int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fer_models.predict",
+        prog=prog("fer_models.predict"),
         description="Print the emotion and class probabilities of each face image, or score a "
                     "whole split of a FER2013 CSV, with a model or ensemble folder written by "
                     "the search.")
@@ -137,19 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--face-crop", choices=("auto", "on", "off"), default="auto",
                         help="crop photos to their largest face first (auto: images larger than "
                              f"{PHOTO_MIN_SIDE} px, when OpenCV is installed; default: auto)")
-    parser.add_argument("--csv", metavar="PATH", help="score a split of this fer2013.csv(.gz) "
-                        "instead of images")
-    parser.add_argument("--usage", default="PrivateTest",
-                        choices=("Training", "PublicTest", "PrivateTest"),
-                        help="the split --csv scores (default: PrivateTest)")
+    add_data_argument(parser, what=": without IMAGES, score a split of it")
+    parser.add_argument("--usage", default="PrivateTest", choices=SPLITS,
+                        help="the split scored without IMAGES (default: PrivateTest)")
     parser.add_argument("--predictions", metavar="FILE.csv",
-                        help="with --csv: also write one row per face (label, prediction, "
-                             "probabilities) for pandas")
+                        help="when scoring a split: also write one row per face (label, "
+                             "prediction, probabilities) for pandas")
     args = parser.parse_args(argv)
-    if bool(args.images) == bool(args.csv):
-        parser.error("give IMAGE files or --csv PATH (one of the two)")
-    if args.predictions and not args.csv:
-        parser.error("--predictions needs --csv")
+    if args.images and args.data:
+        parser.error("give IMAGE files or --data PATH (one of the two)")
+    if args.predictions and args.images:
+        parser.error("--predictions is for scoring a split (no IMAGE files)")
 
     from .ensemble import is_model_dir
 
@@ -157,18 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     if not is_model_dir(model_dir):
         print(f"error: {model_dir}: not a model folder (needs model.safetensors and config.json, "
               "or ensemble.json)", file=sys.stderr)
-        return 2
-    if args.csv:
+        return EXIT_BAD_INPUT
+    if not args.images:
         return _score_split(args, model_dir)
     try:  # validate every input before any compute
         loaded = [load_face_info(p, args.face_crop) for p in args.images]
     except (ImageInputError, FaceCropUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     faces = np.stack([face for face, _ in loaded])
     predictor = _load(model_dir)
     if predictor is None:
-        return 2
+        return EXIT_BAD_INPUT
     probs = predictor.predict_proba(faces, tta=args.tta)
     for path, (_, box), p in zip(args.images, loaded, probs):
         label = EMOTIONS[int(p.argmax())]
@@ -198,18 +198,19 @@ def _score_split(args, model_dir: Path) -> int:
     from .evaluate import metrics_from_probs
 
     try:
-        data = load_fer2013(args.csv)
+        path = resolve_data_path(args.data)
+        data = load_fer2013(path)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     split = {"Training": data.train, "PublicTest": data.public_test,
              "PrivateTest": data.private_test}[args.usage]
     if split is None or len(split) == 0:
-        print(f"error: {args.csv}: no {args.usage} rows", file=sys.stderr)
-        return 2
+        print(f"error: {path}: no {args.usage} rows", file=sys.stderr)
+        return EXIT_BAD_INPUT
     predictor = _load(model_dir)
     if predictor is None:
-        return 2
+        return EXIT_BAD_INPUT
     probs = predictor.predict_proba(split.images, tta=args.tta)
     m = metrics_from_probs(probs, np.asarray(split.labels))
     record = {"split": args.usage, "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],

@@ -27,6 +27,7 @@ from .config import TrainConfig
 from .data import FER2013, Split
 from .evaluate import evaluate
 from .models import create_model
+from .schedulers import create_lr_scheduler, schedule_info
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -50,6 +51,11 @@ def build_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
     model = create_model(cfg.backbone, input_size=cfg.input_size, in_chans=cfg.in_chans,
                          dropout=cfg.dropout, drop_path=cfg.drop_path, head_hidden=cfg.head_hidden,
                          pre_logits=cfg.pre_logits, pretrained_file=cfg.pretrained_file)
+    return place_model(model, cfg, device)
+
+
+def place_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """``model`` on ``device``, in the memory format ``cfg`` trains in."""
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -57,26 +63,13 @@ def build_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, steps_per_epoch: int):
-    """timm's optimizer and scheduler factories (weight decay skips biases and norms)."""
+    """timm's optimizer factory (weight decay skips biases and norms) and the lr schedule
+    ``cfg.scheduler`` (:mod:`fer_models.schedulers`)."""
     from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
 
     optimizer = create_optimizer_v2(model, opt=cfg.optimizer, lr=cfg.lr,
                                     weight_decay=cfg.weight_decay, momentum=cfg.momentum)
-    if cfg.scheduler == "none":
-        return optimizer, None
-    if cfg.scheduler == "cosine":
-        scheduler, _ = create_scheduler_v2(
-            optimizer, sched="cosine", num_epochs=cfg.epochs, min_lr=cfg.min_lr,
-            warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.lr * 0.01,
-            step_on_epochs=False, updates_per_epoch=steps_per_epoch)
-    elif cfg.scheduler == "plateau":  # the seed's ReduceLROnPlateau on validation loss
-        scheduler, _ = create_scheduler_v2(
-            optimizer, sched="plateau", num_epochs=cfg.epochs, decay_rate=cfg.plateau_factor,
-            patience_epochs=cfg.plateau_patience, min_lr=cfg.min_lr, plateau_mode="min")
-    else:
-        raise ValueError(f"scheduler must be cosine, plateau or none, got {cfg.scheduler!r}")
-    return optimizer, scheduler
+    return optimizer, create_lr_scheduler(cfg, optimizer, steps_per_epoch)
 
 
 def current_lr(optimizer) -> float:
@@ -108,8 +101,6 @@ def train_one_epoch(model, optimizer, images: torch.Tensor, labels: torch.Tensor
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss = loss_fn(model(x), labels[idx])
-        if cfg.fail_with_nan_at_epoch and epoch >= cfg.fail_with_nan_at_epoch:
-            loss = loss * float("nan")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -148,22 +139,25 @@ def training_split(cfg: TrainConfig, data: FER2013) -> Split:
 
 def fit(cfg: TrainConfig, data: FER2013,
         on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
-        resume_state: dict | None = None, log: Callable[[str], None] | None = None) -> FitResult:
+        resume_state: dict | None = None, log: Callable[[str], None] | None = None,
+        model: torch.nn.Module | None = None) -> FitResult:
     """Train ``cfg`` on ``data.train``, validating on PublicTest after every epoch.
 
     PrivateTest is never read here. ``on_epoch(metrics, get_state)`` is called after each epoch;
     ``get_state()`` returns everything :func:`fit` needs to continue (pass it back as
     ``resume_state``), built only when asked so a caller that does not checkpoint pays nothing.
+    ``model``: train this module instead of ``build_model(cfg)`` (it is moved to the device).
     """
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     generator = seed_everything(cfg.seed)
-    model = build_model(cfg, device)
+    model = build_model(cfg, device) if model is None else place_model(model, cfg, device)
     train = training_split(cfg, data)
     validate = not cfg.train_on_public
-    if cfg.scheduler == "plateau" and not validate:
-        raise ValueError("scheduler 'plateau' needs a validation split; train_on_public leaves none")
+    if schedule_info(cfg.scheduler).needs_validation and not validate:
+        raise ValueError(f"scheduler {cfg.scheduler!r} needs a validation split; "
+                         "train_on_public leaves none")
     # np.array copies: arrays from Ray's object store are read-only, which torch warns about.
     images = torch.from_numpy(np.array(train.images)).to(device)
     labels = torch.from_numpy(np.array(train.labels)).to(device)
@@ -252,7 +246,7 @@ def _format_epoch(m: dict, epochs: int) -> str:
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("extra", "fail_with_nan_at_epoch"):
+        if f.name == "extra":
             continue
         default = getattr(defaults, f.name)
         flag = "--" + f.name.replace("_", "-")
@@ -266,14 +260,15 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from .checkpoint import save_model
+    from .cli import EXIT_BAD_INPUT, add_data_argument, prog, resolve_data_path
     from .data import DataError, load_fer2013
     from .models import ModelConfigError
 
     parser = argparse.ArgumentParser(
-        prog="python -m fer_models.train",
+        prog=prog("fer_models.train"),
         description="Train and evaluate one FER2013 configuration (no Ray). Prints per-epoch "
                     "train loss and PublicTest accuracy; --test also scores PrivateTest once.")
-    parser.add_argument("--data", required=True, help="fer2013.csv(.gz) or an image-folder root")
+    add_data_argument(parser)
     parser.add_argument("--output", help="folder for model.safetensors, config.json, metrics.json")
     parser.add_argument("--test", action="store_true", help="evaluate PrivateTest after training")
     parser.add_argument("--tta", action="store_true", help="also report ten-crop+flip TTA accuracy")
@@ -284,10 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig.from_dict(values)
         create_model(cfg.backbone, input_size=cfg.input_size,  # fail fast on a bad model config
                      head_hidden=cfg.head_hidden, pre_logits=cfg.pre_logits)
-        data = load_fer2013(args.data)
+        data = load_fer2013(resolve_data_path(args.data))
     except (DataError, ModelConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     print(f"data: {data.source}  train {len(data.train)}  public {len(data.public_test)}  "
           f"private {len(data.private_test)}", flush=True)
     result = fit(cfg, data, log=lambda s: print(s, flush=True))

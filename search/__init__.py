@@ -1,10 +1,11 @@
 """search: the driver. YAML spaces -> Ray Tune (Optuna sampler, ASHA) -> retrain -> PrivateTest.
 
-Example:
+Example (from the repository root; a whole search: ``python -m search.run spaces/smoke.yaml
+--data data/fer2013.csv``):
     >>> from search import load_space
-    >>> space = load_space("spaces/smoke.yaml")  # doctest: +SKIP
-    >>> from search.run import main
-    >>> main(["spaces/smoke.yaml", "--data", "../shared/data/fer2013-small.csv.gz"])  # doctest: +SKIP
+    >>> space = load_space("spaces/smoke.yaml")
+    >>> space.search.sampler, space.backbones()
+    ('tpe', ['resnet10t'])
 """
 from .space import SearchSpace, SpaceError, load_space
 

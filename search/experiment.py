@@ -10,18 +10,17 @@ from ray.tune.schedulers import FIFOScheduler
 
 from fer_models.data import FER2013
 
-from .outputs import trials_table, write_best_yaml, write_json
+from .experiment_folder import (COMPLETED, CONFIG_PREFIX, FAILED, STOPPED_EARLY, STUDY_NAME,
+                                ExperimentFolder, config_columns, is_missing, write_json)
+from .outputs import trials_table, write_best_yaml
+from .report import log_retrain_tensorboard, write_report
 from .retrain import retrain_top
 from .scheduler import ResumableASHA
+from .searcher import PrunedAwareOptunaSearch
+from .samplers import create_sampler
 from .tbx_callback import SearchTBXLoggerCallback
-from .searcher import PrunedAwareOptunaSearch, make_sampler
 from .space import RUNG_METRICS, SearchSpace
 from .trainable import train_trial
-
-STUDY_NAME = "fer-search"
-JOURNAL_FILE = "optuna-journal.log"
-ASHA_STATE_FILE = "asha-rungs.json"
-RUN_FILE = "run.json"   # how the run was started: what --resume needs to continue it
 
 
 class AllTrialsFailed(RuntimeError):
@@ -55,14 +54,6 @@ def trial_resources(space: SearchSpace) -> dict:
     return {"cpu": cpu, "gpu": gpu}
 
 
-def open_study_storage(experiment: Path):
-    """Optuna's journal file in the experiment folder: the study survives the driver."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    return JournalStorage(JournalFileBackend(str(experiment / JOURNAL_FILE)))
-
-
 def build_trainable(space: SearchSpace, data: FER2013, resources: dict, trial_fn=train_trial):
     trainable = tune.with_parameters(
         trial_fn, data=data.without_private_test(),  # trials never receive PrivateTest
@@ -76,15 +67,15 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
     which saves the next one's 4-5 s of importing torch and timm (bench/bench_scheduling.py)."""
     searcher = PrunedAwareOptunaSearch(
         space=space.suggest, metric=space.metric, mode=space.mode,
-        sampler=make_sampler(space.search.sampler, space.search.seed),
-        study_name=STUDY_NAME, storage=open_study_storage(experiment))
+        sampler=create_sampler(space.search.sampler, space.search.seed),
+        study_name=STUDY_NAME, storage=ExperimentFolder(experiment).study_storage())
     # Ray lets a scheduler have its own metric only when the TuneConfig names none: so the
     # search metric goes to the TuneConfig unless ASHA's rungs compare another one.
     own_metric = False
     if space.search.scheduler == "asha":
         rung_metric = space.search.rung_metric or space.metric
         own_metric = rung_metric != space.metric
-        scheduler = ResumableASHA(experiment / ASHA_STATE_FILE,
+        scheduler = ResumableASHA(ExperimentFolder(experiment).asha_rungs,
                                   time_attr="training_iteration", max_t=space.max_epochs,
                                   grace_period=min(space.search.grace_period, space.max_epochs),
                                   reduction_factor=space.search.reduction_factor,
@@ -111,10 +102,12 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
 
 def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, address=None,
                    num_cpus=None, verbose: int = 1, command: str = "", started: float | None = None,
-                   resume: bool = False, retrain_only: bool = False) -> dict:
+                   resume: bool = False, retrain_only: bool = False,
+                   trial_fn=train_trial) -> dict:
     """Run (or, with ``resume``, continue) the search in ``experiment``, then retrain and report.
 
     ``retrain_only`` skips the search and retrains the best trial of a finished one.
+    ``trial_fn`` is the Tune function each trial runs (default: :func:`train_trial`).
     """
     started = started or time.time()
     experiment.mkdir(parents=True, exist_ok=True)
@@ -127,11 +120,12 @@ def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, addre
           f"up to {space.max_epochs} epochs, {resources['cpu']} CPU / {resources['gpu']} GPU per trial\n"
           f"  watch it: tensorboard --logdir {experiment}", flush=True)
     if resume:
-        tuner = tune.Tuner.restore(str(experiment), trainable=build_trainable(space, data, resources),
+        tuner = tune.Tuner.restore(str(experiment),
+                                   trainable=build_trainable(space, data, resources, trial_fn),
                                    resume_unfinished=True, resume_errored=False)
         results = tuner.get_results() if retrain_only else tuner.fit()
     else:
-        tuner = build_tuner(space, data, experiment, resources, verbose)
+        tuner = build_tuner(space, data, experiment, resources, verbose, trial_fn=trial_fn)
         results = tuner.fit()
     return finish_experiment(space, data, experiment, results, command=command,
                              started=started, resources=resources)
@@ -139,22 +133,22 @@ def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, addre
 
 def finish_experiment(space, data, experiment: Path, results, *, command: str, started: float,
                       resources: dict) -> dict:
+    folder = ExperimentFolder(experiment)
     table = trials_table(results, space)
-    table.to_csv(experiment / "trials.csv", index=False)
-    ok = table[table["status"] != "failed"]
+    table.to_csv(folder.trials_csv, index=False)
+    ok = table[table["status"] != FAILED]
     if ok.empty or ok["best_val_accuracy"].isna().all():
         reasons = "; ".join(f"{r.trial_id}: {r.error}" for r in table.itertuples())
         noun = "trial" if len(table) == 1 else "trials"
         raise AllTrialsFailed(f"all {len(table)} {noun} failed, nothing to retrain ({reasons}); "
-                              f"see {experiment / 'trials.csv'}")
+                              f"see {folder.trials_csv}")
     # The winner by the search metric on PublicTest (best epoch of each trial).
     key = "best_val_accuracy" if space.mode == "max" else "best_val_loss"
     ranked = ok.dropna(subset=[key]).sort_values(key, ascending=space.mode != "max", kind="stable")
-    top = _distinct_top(ranked, [c for c in table.columns if c.startswith("config/")],
-                        space.retrain.top_k)
+    top = _distinct_top(ranked, config_columns(table), space.retrain.top_k)
     winner = top[0][0]
     best_config = top[0][1]
-    write_best_yaml(experiment / "best.yaml", space, best_config)
+    write_best_yaml(folder.best_yaml, space, best_config)
     print(f"best trial {winner['trial_id']}: PublicTest accuracy {winner['best_val_accuracy']:.4f}"
           f" after {int(winner['epochs'])} epochs; retraining ...", flush=True)
     if space.retrain.top_k > 1:
@@ -165,15 +159,15 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
     retrain = retrain_top(space, data, [cfg for _, cfg in top], experiment,
                           trial_ids=[str(row["trial_id"]) for row, _ in top])
     metrics = retrain["metrics"]
-    write_json(experiment / "metrics.json", metrics)
+    write_json(folder.metrics_json, metrics)
     summary = {
         "space": str(space.path), "experiment": str(experiment), "command": command,
         "sampler": space.search.sampler, "seed": space.search.seed,
         "scheduler": space.search.scheduler, "metric": space.metric,
         "trials_requested": space.search.num_samples, "trials_run": int(len(table)),
-        "trials_completed": int((table["status"] == "completed").sum()),
-        "trials_stopped_early": int((table["status"] == "stopped_early").sum()),
-        "trials_failed": int((table["status"] == "failed").sum()),
+        "trials_completed": int((table["status"] == COMPLETED).sum()),
+        "trials_stopped_early": int((table["status"] == STOPPED_EARLY).sum()),
+        "trials_failed": int((table["status"] == FAILED).sum()),
         "total_epochs": int(table["epochs"].sum()),
         "best_trial": str(winner["trial_id"]),
         "best_public_test_accuracy": float(winner["best_val_accuracy"]),
@@ -186,17 +180,17 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
         "resources_per_trial": resources,
         "wall_seconds": round(time.time() - started, 1),
     }
-    write_json(experiment / "summary.json", summary)
+    write_json(folder.summary_json, summary)
     export_onnx_safely(experiment)
     write_report_safely(experiment)
     return {"summary": summary, "metrics": metrics, "table": table}
 
 
-def _distinct_top(ranked, config_columns: list[str], k: int) -> list[tuple]:
+def _distinct_top(ranked, columns: list[str], k: int) -> list[tuple]:
     """The first ``k`` rows of ``ranked`` whose configs differ, as (row, config dict) pairs."""
     top, seen = [], set()
     for _, row in ranked.iterrows():
-        config = {c[len("config/"):]: row[c] for c in config_columns if not _is_missing(row[c])}
+        config = {c[len(CONFIG_PREFIX):]: row[c] for c in columns if not is_missing(row[c])}
         fingerprint = repr(sorted((k_, repr(v)) for k_, v in config.items()))
         if fingerprint not in seen:
             seen.add(fingerprint)
@@ -224,33 +218,24 @@ def export_onnx_safely(experiment: Path) -> None:
     """model/model.onnx (and ensemble/ensemble.onnx); an export failure must not lose the run."""
     from fer_models.export import export_onnx
 
-    for folder in ("model", "ensemble"):
-        if not (experiment / folder).is_dir():
+    folder = ExperimentFolder(experiment)
+    for model_dir in (folder.model_dir, folder.ensemble_dir):
+        if not model_dir.is_dir():
             continue
         try:
-            print(f"ONNX: {export_onnx(experiment / folder)}", flush=True)
+            print(f"ONNX: {export_onnx(model_dir)}", flush=True)
         except Exception as e:  # e.g. an operator the exporter does not know yet
-            print(f"warning: could not export {experiment / folder} to ONNX: "
+            print(f"warning: could not export {model_dir} to ONNX: "
                   f"{type(e).__name__}: {e}", flush=True)
 
 
 def write_report_safely(experiment: Path) -> None:
     """TensorBoard logs of the retrain and report.md; a plotting failure must not lose the run."""
-    from .report import log_retrain_tensorboard, write_report
-
     for step, what in ((log_retrain_tensorboard, "the retrain's TensorBoard logs"),
-                       (write_report, "report.md")):
+                       (write_report, ExperimentFolder.REPORT)):
         try:
             path = step(experiment)
             print(f"{what}: {path}", flush=True)
         except Exception as e:  # the results are already on disk; say what failed and go on
             print(f"warning: could not write {what}: {type(e).__name__}: {e}", flush=True)
 
-
-def _is_missing(v) -> bool:
-    try:
-        import pandas as pd
-
-        return v is None or (not isinstance(v, (list, dict, str)) and pd.isna(v))
-    except (TypeError, ValueError):
-        return False

@@ -1,17 +1,16 @@
-"""Result files of an experiment: trials.csv (one row per trial), best.yaml, JSON summaries."""
+"""What the driver writes into the experiment folder from Ray's results: the trials table and
+best.yaml (the folder's layout and readers: :mod:`search.experiment_folder`)."""
 from __future__ import annotations
 
-import json
 import math
-import re
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from .trainable import FINISHED_KEY
-
-STATUS_COMPLETED, STATUS_STOPPED, STATUS_FAILED = "completed", "stopped_early", "failed"
+from .experiment_folder import (COMPLETED, CONFIG_PREFIX, FAILED, STOPPED_EARLY,
+                                ExperimentFolder, plain)
+from .trainable import FINISHED_KEY, PRIVATE_ROWS_KEY
 
 
 def trials_table(results, space) -> pd.DataFrame:
@@ -22,11 +21,11 @@ def trials_table(results, space) -> pd.DataFrame:
         history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
         has_val = "val_accuracy" in history.columns and history["val_accuracy"].notna().any()
         if r.error is not None:
-            status, error = STATUS_FAILED, error_reason(r.error)
+            status, error = FAILED, error_reason(r.error)
         elif (r.metrics or {}).get(FINISHED_KEY, False):
-            status, error = STATUS_COMPLETED, ""
+            status, error = COMPLETED, ""
         else:
-            status, error = STATUS_STOPPED, ""
+            status, error = STOPPED_EARLY, ""
         best = history.loc[history["val_accuracy"].idxmax()] if has_val else None
         row = {
             "trial_id": trial_id,
@@ -40,21 +39,15 @@ def trials_table(results, space) -> pd.DataFrame:
             "seconds": float(history["time_total_s"].max()) if "time_total_s" in history else 0.0,
             "node_ip": (r.metrics or {}).get("node_ip", ""),
             "node_id": (r.metrics or {}).get("node_id", ""),
-            "private_test_rows_seen": int(history.get("private_test_rows_seen", pd.Series([0])).max()),
+            PRIVATE_ROWS_KEY: int(history.get(PRIVATE_ROWS_KEY, pd.Series([0])).max()),
         }
-        row.update({f"config/{k}": v for k, v in sorted(r.config.items())})
+        row.update({f"{CONFIG_PREFIX}{k}": v for k, v in sorted(r.config.items())})
         rows.append(row)
-        row["_order"] = _creation_index(r.path)
+        row["_order"] = ExperimentFolder.trial_counter(r.path, str(trial_id)) or 1 << 30
     table = pd.DataFrame(rows)
     if not table.empty:  # creation order: Tune numbers trial folders, its ids are hashes
         table = table.sort_values("_order", kind="stable")
     return table.drop(columns="_order", errors="ignore").reset_index(drop=True)
-
-
-def _creation_index(path) -> int:
-    """The counter in a trial folder's name: train_trial_<hash>_<counter>_<params>."""
-    match = re.match(r"[A-Za-z_]+?_[0-9a-f]{5,}_(\d+)", Path(str(path)).name)
-    return int(match.group(1)) if match else 1 << 30
 
 
 def error_reason(error: BaseException) -> str:
@@ -75,19 +68,7 @@ def write_best_yaml(path: Path, space, config: dict) -> None:
         "retrain": {"epochs": space.retrain.epochs, "seeds": list(space.retrain.seeds),
                     "train_on_public": space.retrain.train_on_public, "tta": space.retrain.tta,
                     "top_k": 1},  # one config: nothing to ensemble
-        "params": {k: _plain(v) for k, v in sorted(config.items())},
+        "params": {k: plain(v) for k, v in sorted(config.items())},
     }
     path.write_text(f"# Best configuration of {space.path} (re-run: python -m search.run {path})\n"
                     + yaml.safe_dump(doc, sort_keys=False))
-
-
-def _plain(v):
-    if hasattr(v, "item"):  # numpy scalars -> Python
-        return v.item()
-    return v
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_plain))
-    tmp.replace(path)  # never a half-written file

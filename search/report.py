@@ -21,10 +21,11 @@ from pathlib import Path
 import pandas as pd
 
 from . import tensorboard_logs as tbl
+from .experiment_folder import (COMPLETED, FAILED, STOPPED_EARLY, ExperimentFolder,
+                                config_columns, is_missing)
 
 __all__ = ["log_retrain_tensorboard", "write_report"]
 
-REPORT_FILE = "report.md"
 FIGURES = {
     "curves": "report_learning_curves.png",
     "order": "report_trials_by_order.png",
@@ -35,9 +36,9 @@ FIGURES = {
 MIN_IMPORTANCE_TRIALS = 3   # fewer: no importance is estimated, the report says why
 DPI = 110
 STYLE = {  # status -> line/marker style, shared by the figures
-    "completed": dict(color="#1f77b4", ls="-", marker="o", label="completed"),
-    "stopped_early": dict(color="#ff7f0e", ls="--", marker="v", label="stopped early by ASHA"),
-    "failed": dict(color="#d62728", ls=":", marker="X", label="failed"),
+    COMPLETED: dict(color="#1f77b4", ls="-", marker="o", label=COMPLETED),
+    STOPPED_EARLY: dict(color="#ff7f0e", ls="--", marker="v", label="stopped early by ASHA"),
+    FAILED: dict(color="#d62728", ls=":", marker="X", label=FAILED),
 }
 WINNER_COLOR = "#2ca02c"
 
@@ -45,8 +46,7 @@ WINNER_COLOR = "#2ca02c"
 def log_retrain_tensorboard(experiment: Path) -> Path:
     """TensorBoard events for the retrain in ``experiment/retrain/``, plus the HParams additions
     (an experiment-level summary and the sessions Ray did not write). Returns the retrain run."""
-    experiment = Path(experiment)
-    metrics = _read_json(experiment / "metrics.json")
+    metrics = ExperimentFolder(experiment).read_metrics()
     figures = {}
     if metrics.get("confusion_matrix"):
         figures["private_test/confusion_matrix"] = _confusion_figure(metrics, "PrivateTest")
@@ -60,13 +60,11 @@ def log_retrain_tensorboard(experiment: Path) -> Path:
 
 def write_report(experiment: Path) -> Path:
     """``experiment/report.md`` with its figures (PNG, beside it). Returns the report's path."""
-    experiment = Path(experiment)
-    summary = _read_json(experiment / "summary.json")
-    metrics = _read_json(experiment / "metrics.json")
-    table = tbl.read_trials(experiment)
-    table = _with_order(experiment, table)
+    folder = ExperimentFolder(experiment)
+    summary, metrics = folder.read_summary(), folder.read_metrics()
+    table = _with_order(folder, folder.read_trials())
     winner_id = str(summary.get("best_trial") or _best_trial_id(table))
-    curves = _learning_curves(experiment, table)
+    curves = _learning_curves(folder, table)
 
     figures, problems = {}, {}
 
@@ -75,15 +73,15 @@ def write_report(experiment: Path) -> Path:
             fig = fn(*args)
             if fig is None:
                 return
-            path = experiment / FIGURES[key]
+            path = folder / FIGURES[key]
             fig.savefig(path, dpi=DPI)
             figures[key] = path.name
         except Exception as e:  # one figure must not cost the whole report
             problems[key] = f"{type(e).__name__}: {e}"
 
-    draw("curves", _curves_figure, table, curves, winner_id, _asha_rungs(experiment, table))
+    draw("curves", _curves_figure, table, curves, winner_id, _asha_rungs(folder, table))
     draw("order", _order_figure, table, winner_id)
-    importance = _importance(experiment)
+    importance = _importance(folder)
     if importance.get("values"):
         draw("importance", _importance_figure, importance)
     if metrics.get("confusion_matrix"):
@@ -91,29 +89,23 @@ def write_report(experiment: Path) -> Path:
     if metrics.get("per_class_accuracy"):
         draw("per_class", _per_class_figure, metrics)
 
-    text = _markdown(experiment, summary, metrics, table, winner_id, importance, figures, problems)
-    path = experiment / REPORT_FILE
-    path.write_text(text)
-    return path
+    text = _markdown(folder, summary, metrics, table, winner_id, importance, figures, problems)
+    folder.report_md.write_text(text)
+    return folder.report_md
 
 
 # --- data ---------------------------------------------------------------------------------------
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def _best_trial_id(table: pd.DataFrame) -> str:
-    ok = table[table["status"] != "failed"].dropna(subset=["best_val_accuracy"])
+    ok = table[table["status"] != FAILED].dropna(subset=["best_val_accuracy"])
     return str(ok.loc[ok["best_val_accuracy"].idxmax(), "trial_id"]) if not ok.empty else "?"
 
 
-def _with_order(experiment: Path, table: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``order`` (1, 2, ... in creation order, from Tune's folder counter) and ``folder``."""
-    dirs = tbl.trial_dirs(experiment, table["trial_id"])
+def _with_order(folder: ExperimentFolder, table: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``order`` (1, 2, ... in creation order, from Tune's folder counter)."""
+    dirs = folder.trial_dirs(table["trial_id"])
     table = table.copy()
-    table["folder"] = [str(dirs[t]) if t in dirs else "" for t in table["trial_id"]]
-    counters = [tbl.trial_counter(dirs[t], t) if t in dirs else None for t in table["trial_id"]]
+    counters = [folder.trial_counter(dirs[t], t) if t in dirs else None for t in table["trial_id"]]
     if all(c is not None for c in counters) and len(set(counters)) == len(counters):
         table["order"] = counters
     else:
@@ -121,28 +113,21 @@ def _with_order(experiment: Path, table: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("order").reset_index(drop=True)
 
 
-def _learning_curves(experiment: Path, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def _learning_curves(folder: ExperimentFolder, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """{trial_id: DataFrame(epoch, val_accuracy)} from each trial's progress.csv."""
     out = {}
-    for row in table.itertuples():
-        if not row.folder:
-            continue
-        progress = Path(row.folder) / "progress.csv"
-        try:
-            df = pd.read_csv(progress)
-        except (OSError, pd.errors.EmptyDataError):
-            continue
-        if "val_accuracy" in df and "training_iteration" in df:
+    for tid, df in folder.progress(table["trial_id"]).items():
+        if "val_accuracy" in df:
             df = df[["training_iteration", "val_accuracy"]].dropna()
-            out[row.trial_id] = df.rename(columns={"training_iteration": "epoch"})
+            out[tid] = df.rename(columns={"training_iteration": "epoch"})
     return out
 
 
-def _asha_rungs(experiment: Path, table: pd.DataFrame) -> list[int]:
+def _asha_rungs(folder: ExperimentFolder, table: pd.DataFrame) -> list[int]:
     try:
         from .space import load_space
 
-        space = load_space(experiment / "space.yaml")
+        space = load_space(folder.space_yaml)
     except Exception:
         return []
     if space.search.scheduler != "asha":
@@ -155,23 +140,21 @@ def _asha_rungs(experiment: Path, table: pd.DataFrame) -> list[int]:
     return rungs
 
 
-def _importance(experiment: Path) -> dict:
+def _importance(folder: ExperimentFolder) -> dict:
     """Optuna's fANOVA importances on the study, or why there are none.
 
     COMPLETE trials are used when there are at least MIN_IMPORTANCE_TRIALS; otherwise ASHA-stopped
     (PRUNED) trials join, scored by their last reported epoch, and the result says so.
     """
-    journal = experiment / "optuna-journal.log"
+    journal = folder.journal
     if not journal.is_file():
         return {"note": f"no Optuna study ({journal.name} is missing)."}
     try:
         import optuna
         from optuna.trial import TrialState
 
-        from .experiment import STUDY_NAME, open_study_storage
-
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.load_study(study_name=STUDY_NAME, storage=open_study_storage(experiment))
+        study = folder.load_study()
         complete = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None]
         pruned = [t for t in study.trials
                   if t.state == TrialState.PRUNED and t.intermediate_values]
@@ -250,7 +233,7 @@ def _curves_figure(table, curves, winner_id, rungs):
         df = curves.get(row.trial_id)
         if df is None or df.empty:
             continue
-        st = STYLE.get(row.status, STYLE["failed"])
+        st = STYLE.get(row.status, STYLE[FAILED])
         win = row.trial_id == winner_id
         ax.plot(df["epoch"], df["val_accuracy"], color=WINNER_COLOR if win else st["color"],
                 ls="-" if win else st["ls"], lw=3 if win else 1.4, alpha=1 if win else 0.8,
@@ -283,13 +266,13 @@ def _order_figure(table, winner_id):
     floor = (acc.min() if acc.notna().any() else 0.0)
     span = (acc.max() - floor) if acc.notna().any() else 1.0
     fail_y = floor - 0.08 * (span or 0.1)
-    running = acc.where(table["status"] != "failed").cummax()
+    running = acc.where(table["status"] != FAILED).cummax()
     ax.step(table["order"], running, where="post", color="0.5", lw=1.2, label="best so far")
     for status, st in STYLE.items():
         sel = table[table["status"] == status]
         if sel.empty:
             continue
-        y = [fail_y] * len(sel) if status == "failed" else sel["best_val_accuracy"]
+        y = [fail_y] * len(sel) if status == FAILED else sel["best_val_accuracy"]
         y = [fail_y if (isinstance(v, float) and math.isnan(v)) else v for v in y]
         ax.scatter(sel["order"], y, marker=st["marker"], color=st["color"], s=50, zorder=3,
                    label=f"{st['label']} ({len(sel)})")
@@ -297,10 +280,10 @@ def _order_figure(table, winner_id):
     if not win.empty:
         ax.scatter(win["order"], win["best_val_accuracy"], marker="*", s=300, color=WINNER_COLOR,
                    edgecolor="k", zorder=4, label=f"winner {winner_id}")
-    if (table["status"] == "failed").any():
-        ax.axhline(fail_y, color=STYLE["failed"]["color"], lw=0.6, ls=":")
-        ax.annotate("failed", (table["order"].min(), fail_y), xytext=(0, 4),
-                    textcoords="offset points", color=STYLE["failed"]["color"], fontsize=8)
+    if (table["status"] == FAILED).any():
+        ax.axhline(fail_y, color=STYLE[FAILED]["color"], lw=0.6, ls=":")
+        ax.annotate(FAILED, (table["order"].min(), fail_y), xytext=(0, 4),
+                    textcoords="offset points", color=STYLE[FAILED]["color"], fontsize=8)
     if len(table) <= 20:
         ax.set_xticks(table["order"], [f"{o}\n{t}" for o, t in zip(table["order"], table["trial_id"])],
                       fontsize=7)
@@ -386,7 +369,7 @@ def _per_class_figure(metrics: dict):
 # --- markdown -----------------------------------------------------------------------------------
 
 def _cell(v) -> str:
-    if tbl.is_missing(v):
+    if is_missing(v):
         return ""
     if isinstance(v, float):
         if v.is_integer() and abs(v) < 1e9:
@@ -428,8 +411,8 @@ def _data_arg(command: str) -> str | None:
     return None
 
 
-def _markdown(experiment, summary, metrics, table, winner_id, importance, figures, problems) -> str:
-    name = experiment.name
+def _markdown(folder, summary, metrics, table, winner_id, importance, figures, problems) -> str:
+    name = folder.path.name
     lines = [f"# Search report: {name}", ""]
     win = table[table["trial_id"] == winner_id]
     w = win.iloc[0] if not win.empty else None
@@ -450,9 +433,9 @@ def _markdown(experiment, summary, metrics, table, winner_id, importance, figure
         ("sampler / scheduler", f"{summary.get('sampler', '')} (seed {summary.get('seed', '')}) / "
                                 f"{summary.get('scheduler', '')}"),
         ("selection metric", f"{summary.get('metric', '')} on PublicTest (best epoch of each trial)"),
-        ("trials run", f"{len(table)}: {int((table.status == 'completed').sum())} completed, "
-                       f"{int((table.status == 'stopped_early').sum())} stopped early by ASHA, "
-                       f"{int((table.status == 'failed').sum())} failed"),
+        ("trials run", f"{len(table)}: {int((table.status == COMPLETED).sum())} completed, "
+                       f"{int((table.status == STOPPED_EARLY).sum())} stopped early by ASHA, "
+                       f"{int((table.status == FAILED).sum())} failed"),
         ("epochs trained (all trials)", f"{int(table['epochs'].sum())}"),
         ("wall time", f"{summary['wall_seconds'] / 60:.1f} min" if "wall_seconds" in summary else ""),
     ]
@@ -508,7 +491,7 @@ def _markdown(experiment, summary, metrics, table, winner_id, importance, figure
 
     # Trials table
     lines += ["", "### Trials", ""]
-    config_cols = [c for c in table.columns if c.startswith("config/")]
+    config_cols = config_columns(table)
     varying = [c for c in config_cols
                if table[c].astype(str).nunique(dropna=False) > 1]
     head = ["#", "trial", "status", "epochs", "best PublicTest acc.", "best epoch",
@@ -518,14 +501,14 @@ def _markdown(experiment, summary, metrics, table, winner_id, importance, figure
         tid = f"**`{r['trial_id']}`** (winner)" if r["trial_id"] == winner_id else f"`{r['trial_id']}`"
         cells = [str(int(r["order"])), tid, r["status"], _cell(r["epochs"]),
                  _cell(r["best_val_accuracy"]), _cell(r["best_epoch"]), _cell(r["last_val_accuracy"]),
-                 f"{r['seconds']:.0f}" if not tbl.is_missing(r["seconds"]) else ""]
+                 f"{r['seconds']:.0f}" if not is_missing(r["seconds"]) else ""]
         cells += [_cell(r[c]) for c in varying] + [_cell(r["error"])]
         lines.append("| " + " | ".join(cells) + " |")
     fixed = [c for c in config_cols if c not in varying]
     if fixed:
         lines += ["", "Same in every trial: " + ", ".join(
             f"{c[len('config/'):]}={_cell(table[c].iloc[0])}" for c in fixed) + "."]
-    failed = table[table["status"] == "failed"]
+    failed = table[table["status"] == FAILED]
     if not failed.empty:
         lines += ["", "Failed trials:", ""]
         lines += [f"- `{r['trial_id']}` after {int(r['epochs'])} epoch(s): {r['error'] or 'no reason recorded'}"
@@ -533,7 +516,7 @@ def _markdown(experiment, summary, metrics, table, winner_id, importance, figure
 
     # Winner config and reproduction
     lines += ["", "## The winner's configuration (`best.yaml`)", ""]
-    best = experiment / "best.yaml"
+    best = folder.best_yaml
     lines += (["```yaml", best.read_text().rstrip(), "```"] if best.is_file()
               else ["best.yaml is missing."])
     lines += ["", "## Reproduce", ""]
@@ -547,7 +530,7 @@ def _markdown(experiment, summary, metrics, table, winner_id, importance, figure
               + (f" --data {shlex.quote(data)}" if data else ""), "```",
               "", "Every trial and the retrain in TensorBoard (scalars, HParams, the confusion "
               "matrix under Images):", "", "```bash",
-              f"tensorboard --logdir {shlex.quote(str(experiment))} --host 127.0.0.1", "```", ""]
+              f"tensorboard --logdir {shlex.quote(str(folder.path))} --host 127.0.0.1", "```", ""]
     return "\n".join(lines)
 
 
@@ -564,18 +547,20 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m search.report",
+    from fer_models.cli import EXIT_BAD_INPUT, prog
+
+    parser = argparse.ArgumentParser(prog=prog("search.report"),
                                      description="Rewrite report.md, its plots and the retrain's "
                                                  "TensorBoard logs of finished experiments.")
     parser.add_argument("experiments", nargs="+", help="experiment folders (results/<name>)")
     args = parser.parse_args(argv)
     for arg in args.experiments:
-        folder = Path(arg)
-        missing = [f for f in ("trials.csv", "summary.json", "metrics.json") if not (folder / f).is_file()]
+        folder = ExperimentFolder(arg)
+        missing = folder.missing(folder.TRIALS, folder.SUMMARY, folder.METRICS)
         if missing:
-            print(f"error: {folder}: not a finished experiment folder (no {', '.join(missing)})",
-                  file=sys.stderr)
-            return 2
+            print(f"error: {folder.path}: not a finished experiment folder "
+                  f"(no {', '.join(missing)})", file=sys.stderr)
+            return EXIT_BAD_INPUT
     for arg in args.experiments:
         print(log_retrain_tensorboard(Path(arg)))
         print(write_report(Path(arg)))

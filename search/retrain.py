@@ -19,8 +19,9 @@ import ray
 
 from fer_models.config import TrainConfig
 from fer_models.data import FER2013
+from fer_models.schedulers import SCHEDULES
 
-from .outputs import write_json
+from .experiment_folder import ExperimentFolder, write_json
 
 
 @ray.remote(max_retries=1)
@@ -86,8 +87,9 @@ def retrain_configs(space, configs: list[dict]) -> list[dict]:
         config = dict(best)
         config.update(epochs=epochs or int(config.get("epochs", TrainConfig().epochs)),
                       train_on_public=space.retrain.train_on_public)
-        if config["train_on_public"] and config.get("scheduler") == "plateau":
-            config["scheduler"] = "cosine"  # plateau needs a validation split, which is trained on
+        schedule = config.get("scheduler", TrainConfig().scheduler)
+        if config["train_on_public"] and SCHEDULES[schedule].needs_validation:
+            config["scheduler"] = "cosine"  # it steps on a validation split, which is trained on
         seeds = space.retrain.seeds if i == 0 else space.retrain.seeds[:1]
         for s in seeds:
             extra = {**(config.get("extra") or {}), "member": f"member-{i}"}
@@ -120,14 +122,15 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
         return s
 
     # A retrain replaces everything an earlier one wrote (--retrain-only): no stale members.
-    shutil.rmtree(experiment / "ensemble", ignore_errors=True)
-    for old in (experiment / "model").glob("*.onnx"):
+    folder = ExperimentFolder(experiment)
+    shutil.rmtree(folder.ensemble_dir, ignore_errors=True)
+    for old in folder.model_dir.glob("*.onnx"):
         old.unlink()
     # The winner (member-0) and its seeds: the single-model result, saved in model/.
     winner_runs = [(t, o) for t, o in zip(tasks, outs) if t["extra"]["member"] == "member-0"]
     first_task, first = winner_runs[0]
-    save_model_bytes(experiment / "model", first["weights"], TrainConfig.from_dict(first_task))
-    write_json(experiment / "model" / "history.json", first["history"])
+    save_model_bytes(folder.model_dir, first["weights"], TrainConfig.from_dict(first_task))
+    write_json(folder.history_json, first["history"])
     per_seed = [scores(o) for _, o in winner_runs]
     accs = [s["accuracy"] for s in per_seed]
     metrics = metrics_from_probs(first["probs"], labels)
@@ -147,12 +150,12 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
             firsts.setdefault(t["extra"]["member"], (t, o))
         members = list(firsts.values())
         cfgs = [TrainConfig.from_dict(t) for t, _ in members]
-        member_dirs = [save_model_bytes(experiment / "ensemble" / t["extra"]["member"], o["weights"], c)
+        member_dirs = [save_model_bytes(folder.ensemble_dir / t["extra"]["member"], o["weights"], c)
                        for (t, o), c in zip(members, cfgs)]
         ids = list(trial_ids or [None] * len(configs))
         member_info = [{"member": t["extra"]["member"], "trial_id": ids[i], "backbone": c.backbone,
                         **scores(o)} for i, ((t, o), c) in enumerate(zip(members, cfgs))]
-        save_ensemble(experiment / "ensemble", member_dirs, {"members_info": member_info})
+        save_ensemble(folder.ensemble_dir, member_dirs, {"members_info": member_info})
         ens = {"k": len(members), "members": member_info,
                **metrics_from_probs(np.mean([o["probs"] for _, o in members], axis=0), labels)}
         if "probs_tta" in first:

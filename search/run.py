@@ -13,15 +13,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from fer_models.cli import DATA_ENV, DEFAULT_DATA, EXIT_BAD_INPUT, prog, resolve_data_path
 from fer_models.data import DataError, load_fer2013
 from fer_models.models import ModelConfigError
 
+from .experiment_folder import ExperimentFolder
 from .space import SpaceError, load_space
 
-DATA_ENV = "FER2013_CSV"
-DEFAULT_DATA = Path("data/fer2013.csv")
-EXIT_BAD_INPUT = 2
-EXIT_ALL_FAILED = 3
+EXIT_ALL_FAILED = 3   # every trial failed: nothing to retrain
 
 
 class UsageError(Exception):
@@ -30,7 +29,7 @@ class UsageError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m search.run",
+        prog=prog("search.run"),
         description="Hyperparameter search for FER2013 with Ray Tune, Optuna and ASHA: runs the "
                     "trials of SPACE (PublicTest is the validation split), retrains the best "
                     "configuration and evaluates it once on PrivateTest.",
@@ -64,25 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve_data_path(cli: str | None, space) -> Path:
-    candidates = [(cli, "--data")]
+def data_path_of(cli: str | None, space) -> Path:
+    """--data, else the space's ``data``, else $FER2013_CSV, else data/fer2013.csv."""
+    candidates = []
     if space.data:
         p = Path(space.data)
         # A relative 'data' in a space file is tried from the current folder, then beside the file.
         candidates.append((str(p if p.is_absolute() or p.exists() else space.path.parent / p),
                            f"'data' in {space.path}"))
-    candidates += [(os.environ.get(DATA_ENV), f"${DATA_ENV}"), (str(DEFAULT_DATA), "the default")]
-    for value, origin in candidates:
-        if value:
-            path = Path(value)
-            if not path.exists():
-                raise DataError(
-                    f"{path} (from {origin}) does not exist. FER2013 is the Kaggle 'Challenges in "
-                    "Representation Learning: Facial Expression Recognition Challenge' file "
-                    f"fer2013.csv: download it and pass --data PATH, set ${DATA_ENV}, or put it "
-                    f"at {DEFAULT_DATA}.")
-            return path
-    raise AssertionError("unreachable: the default always yields a candidate")
+    return resolve_data_path(cli, candidates)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError("--retrain-only needs --resume DIR")
             space = load_space(args.space)
             apply_overrides(space, vars(args))
-            data_path = resolve_data_path(args.data, space)
+            data_path = data_path_of(args.data, space)
             output = Path(args.output).resolve()
             name = args.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
             experiment = output / name
@@ -178,31 +167,30 @@ def apply_overrides(space, overrides: dict) -> None:
     if overrides.get("top_k") is not None:
         space.retrain.top_k = overrides["top_k"]
     if overrides.get("max_epochs") is not None:
-        _cap_epochs(space, overrides["max_epochs"])
+        space.cap_epochs(overrides["max_epochs"])
 
 
 def _record_run(experiment: Path, space, data_path: Path, args, argv) -> None:
-    from .experiment import RUN_FILE
-
+    folder = ExperimentFolder(experiment)
     experiment.mkdir(parents=True, exist_ok=True)
-    (experiment / "space.yaml").write_text(space.path.read_text())  # the inputs, beside results
+    folder.space_yaml.write_text(space.path.read_text())  # the inputs, beside results
     record = {"space_file": str(space.path), "data": str(Path(data_path).resolve()),
               "overrides": {k: getattr(args, k) for k in OVERRIDES},
               "address": args.address, "command": _command_line(argv)}
-    (experiment / RUN_FILE).write_text(json.dumps(record, indent=2))
+    folder.run_json.write_text(json.dumps(record, indent=2))
 
 
 def _prepare_resume(args):
-    from .experiment import RUN_FILE
-
     experiment = Path(args.resume).resolve()
-    run_file = experiment / RUN_FILE
+    folder = ExperimentFolder(experiment)
+    run_file = folder.run_json
     if not run_file.is_file():
-        raise UsageError(f"{experiment} is not an experiment folder of this tool (no {RUN_FILE})")
+        raise UsageError(f"{experiment} is not an experiment folder of this tool "
+                         f"(no {folder.RUN})")
     if args.space:
         raise UsageError("--resume takes the space from the experiment folder; drop SPACE")
-    record = json.loads(run_file.read_text())
-    space = load_space(experiment / "space.yaml")
+    record = folder.read_run()
+    space = load_space(folder.space_yaml)
     apply_overrides(space, record["overrides"])
     # A resumed search keeps its settings; a new retrain of it may change the retrain's.
     given = [k for k in OVERRIDES if getattr(args, k) is not None]
@@ -216,26 +204,10 @@ def _prepare_resume(args):
     if not data_path.exists():
         raise DataError(f"{data_path} (the data this experiment was started with) does not "
                         "exist; pass --data PATH")
-    if (experiment / "summary.json").exists() and not args.retrain_only:
-        raise UsageError(f"{experiment} already finished (summary.json exists); "
+    if folder.is_finished() and not args.retrain_only:
+        raise UsageError(f"{experiment} already finished ({folder.SUMMARY} exists); "
                          "use --retrain-only to retrain again")
     return space, data_path, experiment
-
-
-def _cap_epochs(space, cap: int) -> None:
-    from .space import Param
-
-    p = space.params.get("epochs")
-    if p is None or p.kind == "fixed":
-        space.params["epochs"] = Param("epochs", "fixed", value=min(cap, p.value if p else cap))
-    elif p.kind == "choice":
-        p.value = sorted({min(v, cap) for v in p.value})
-        if len(p.value) == 1:
-            space.params["epochs"] = Param("epochs", "fixed", value=p.value[0])
-    else:
-        p.high = min(p.high, cap)
-        if p.low >= p.high:
-            space.params["epochs"] = Param("epochs", "fixed", value=p.high)
 
 
 def _check_writable(output: Path) -> None:

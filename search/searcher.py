@@ -35,18 +35,3 @@ class PrunedAwareOptunaSearch(OptunaSearch):
             logger.warning("could not mark trial %s pruned: %s", trial_id, exc)
         self._completed_trials.add(trial_id)
 
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler named in a space file, seeded."""
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "cmaes":
-        # CMA-ES samples only numeric params; categorical ones fall back to independent random.
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    raise ValueError(f"unknown sampler {name!r}")

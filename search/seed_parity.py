@@ -4,7 +4,7 @@ Each run of the file is trained with the study's recipe (see spaces/seed.yaml), 
 PublicTest, scored once on PrivateTest, and written to a table next to the study's own number.
 
 Example (a shortened CPU run, labelled as such in the table):
-    python -m search.seed_parity spaces/seed.yaml --data data/fer2013.csv --epochs 2 \\
+    python -m search.seed_parity spaces/seed.yaml --data data/fer2013.csv --max-epochs 2 \\
         --train-limit 4000 --output results/seed-parity
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from fer_models.cli import EXIT_BAD_INPUT, add_data_argument, prog, resolve_data_path
 from fer_models.config import TrainConfig
 from fer_models.data import FER2013, DataError, Split, load_fer2013
 from fer_models.models import ModelConfigError, check_input_size
@@ -92,28 +93,28 @@ def run_one(run: SeedRun, data: FER2013) -> dict:
 def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
-    p = argparse.ArgumentParser(prog="python -m search.seed_parity", description=__doc__,
+    p = argparse.ArgumentParser(prog=prog("search.seed_parity"), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="?", default="spaces/seed.yaml", help="seed runs file")
-    p.add_argument("--data", required=True, help="fer2013.csv(.gz)")
+    add_data_argument(p)
     p.add_argument("--output", default="results/seed-parity", help="folder for table.csv/.md")
-    p.add_argument("--epochs", type=int, help="cap every run's epochs (shortened runs)")
+    p.add_argument("--max-epochs", type=int, help="cap every run's epochs (shortened runs)")
     p.add_argument("--train-limit", type=int, default=0, help="stratified Training subset size")
     p.add_argument("--only", help="comma-separated backbones to run")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = p.parse_args(argv)
     try:
         runs = load_runs(args.runs)
-        data = subsample(load_fer2013(args.data), args.train_limit)
+        data = subsample(load_fer2013(resolve_data_path(args.data)), args.train_limit)
     except (ValueError, DataError, ModelConfigError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     if args.only:
         runs = [r for r in runs if r.config.backbone in args.only.split(",")]
     rows = []
     for run in runs:
-        if args.epochs:
-            run.config.epochs = min(run.config.epochs, args.epochs)
+        if args.max_epochs:
+            run.config.epochs = min(run.config.epochs, args.max_epochs)
         run.config.threads = args.threads
         print(f"{run.name}: {run.config.backbone} at {run.config.input_size} px, "
               f"up to {run.config.epochs} epochs on {len(data.train)} Training rows", flush=True)

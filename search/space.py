@@ -23,9 +23,9 @@ size or size choices are below a chosen backbone's minimum is rejected.
 
 Example:
     >>> from search.space import load_space
-    >>> space = load_space("spaces/smoke.yaml")  # doctest: +SKIP
-    >>> space.search.num_samples  # doctest: +SKIP
-    4
+    >>> space = load_space("spaces/smoke.yaml")
+    >>> space.search.num_samples, space.max_epochs
+    (4, 2)
 """
 from __future__ import annotations
 
@@ -40,9 +40,11 @@ import yaml
 
 from fer_models.config import TrainConfig
 from fer_models.models import ModelConfigError, check_backbone, min_input_size
+from fer_models.schedulers import SCHEDULES
 
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
-SCHEDULERS = ("asha", "none")
+from .samplers import SAMPLERS
+
+SCHEDULERS = ("asha", "none")    # search.scheduler: ASHA early stopping, or every trial to the end
 METRICS = {"val_accuracy": "max", "val_loss": "min"}
 # What ASHA may compare at its rungs: the search metric, or the training loss, which ranks configs
 # earlier when validation is small and noisy (bench/bench_asha.py).
@@ -122,6 +124,21 @@ class SearchSpace:
         if p is None:
             return [TrainConfig().backbone]
         return list(p.value) if p.kind == "choice" else [p.value]
+
+    def cap_epochs(self, cap: int) -> None:
+        """No trial trains more than ``cap`` epochs (``--max-epochs``): every value of the
+        ``epochs`` param is cut to ``cap``; a range or choice that collapses becomes fixed."""
+        p = self.params.get("epochs")
+        if p is None or p.kind == "fixed":
+            self.params["epochs"] = Param("epochs", "fixed", value=min(cap, p.value if p else cap))
+        elif p.kind == "choice":
+            p.value = sorted({min(v, cap) for v in p.value})
+            if len(p.value) == 1:
+                self.params["epochs"] = Param("epochs", "fixed", value=p.value[0])
+        else:
+            p.high = min(p.high, cap)
+            if p.low >= p.high:
+                self.params["epochs"] = Param("epochs", "fixed", value=p.high)
 
     def fixed(self) -> dict[str, Any]:
         return {k: p.value for k, p in self.params.items() if p.kind == "fixed"}
@@ -352,9 +369,10 @@ def _check_params(params: dict[str, Param], err) -> None:
     for name in ("scheduler",):
         p = params.get(name)
         values = [] if p is None else ([p.value] if p.kind == "fixed" else p.value)
-        bad = [v for v in values if v not in ("cosine", "plateau", "none")]
+        bad = [v for v in values if v not in SCHEDULES]
         if bad:
-            raise err(f"params.{name}", f"unknown scheduler {bad[0]!r}; cosine, plateau or none")
+            raise err(f"params.{name}", f"unknown scheduler {bad[0]!r}; one of "
+                                        f"{', '.join(SCHEDULES)}")
     p = params.get("optimizer")
     if p is not None:
         from timm.optim import list_optimizers

@@ -21,6 +21,7 @@ from pathlib import Path
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.utils import flatten_dict
 
+from .experiment_folder import COMPLETED, FAILED
 from .tensorboard_logs import session_summaries, write_events_file
 
 
@@ -46,7 +47,7 @@ class SearchTBXLoggerCallback(TBXLoggerCallback):
 
     def log_trial_end(self, trial, failed: bool = False):
         if trial in self._trial_writer:
-            _, end = session_summaries({}, "", "failed" if failed else "completed", 0.0, time.time())
+            _, end = session_summaries({}, "", FAILED if failed else COMPLETED, 0.0, time.time())
             self._trial_writer[trial].file_writer.add_summary(_as_tbx(end))
         super().log_trial_end(trial, failed)
 

@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from pathlib import Path
-from typing import Any, Iterable
 
-import pandas as pd
+from .experiment_folder import (COMPLETED, CONFIG_PREFIX, FAILED, STATUSES, ExperimentFolder,
+                                config_columns, config_of, is_missing, plain)
 
 RAY_PREFIX = "ray/tune/"          # TBXLoggerCallback: "/".join(["ray", "tune", key])
 SUFFIX = ".fer-report"            # our events files: events.out.tfevents.*.fer-report
-RETRAIN_RUN = "retrain"
-STATUS_CODES = {"completed": 0, "stopped_early": 1, "failed": 2}
+STATUS_CODES = {status: code for code, status in enumerate(STATUSES)}  # search/status scalar
 EPOCH_SCALARS = ("train_loss", "lr", "images_per_s", "val_loss", "val_accuracy", "val_macro_f1",
                  "seconds", "epoch")
 
@@ -49,64 +47,15 @@ METRICS = (
     (RAY_PREFIX + "val_macro_f1", "PublicTest macro-F1 (last epoch)", "", "validation"),
     (RAY_PREFIX + "train_loss", "train loss (last epoch)", "", "training"),
     (RAY_PREFIX + "epoch", "epochs run", "Fewer than the config's epochs: stopped by ASHA.", ""),
-    ("search/status", "status", "0 completed, 1 stopped early by ASHA, 2 failed.", ""),
+    ("search/status", "status",
+     ", ".join(f"{code} {status}" for status, code in STATUS_CODES.items()) + ".", ""),
     ("private_test/accuracy", "PrivateTest acc. (retrain)", "Scored once, on the retrain.", ""),
     ("private_test/accuracy_tta", "PrivateTest acc. TTA (retrain)", "Ten-crop + flip.", ""),
     ("private_test/macro_f1", "PrivateTest macro-F1 (retrain)", "", ""),
 )
 
 
-# --- reading the experiment folder ---------------------------------------------------------
-
-def read_trials(experiment: Path) -> pd.DataFrame:
-    """trials.csv with trial ids kept as text (an all-digit or '12e4'-like id is not a number)."""
-    table = pd.read_csv(experiment / "trials.csv", dtype={"trial_id": str, "error": str},
-                        keep_default_na=True)
-    table["error"] = table["error"].fillna("")
-    return table
-
-
-def trial_dirs(experiment: Path, trial_ids: Iterable[str]) -> dict[str, Path]:
-    """Ray's folder of each trial: ``<trainable>_<trial_id>_<counter>_<params>_<date>``."""
-    folders = [p for p in sorted(experiment.iterdir()) if p.is_dir()
-               and p.name not in (RETRAIN_RUN, "model")]
-    found = {}
-    for tid in trial_ids:
-        for p in folders:
-            if f"_{tid}_" in p.name or p.name.endswith(f"_{tid}"):
-                found[tid] = p
-                break
-    return found
-
-
-def trial_counter(folder: Path, trial_id: str) -> int | None:
-    """The creation counter Tune puts after the trial id in the folder name (1, 2, ...)."""
-    m = re.search(rf"_{re.escape(trial_id)}_(\d+)(?:_|$)", folder.name)
-    return int(m.group(1)) if m else None
-
-
-def config_of(row: pd.Series) -> dict[str, Any]:
-    return {k[len("config/"):]: plain(v) for k, v in row.items()
-            if k.startswith("config/") and not is_missing(v)}
-
-
-def plain(v):
-    """numpy scalars as Python values (lists/dicts come back from trials.csv as their text)."""
-    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
-        return v.item()
-    return v
-
-
-def is_missing(v) -> bool:
-    if v is None:
-        return True
-    if isinstance(v, (list, dict, str)):
-        return False
-    try:
-        return bool(pd.isna(v))
-    except (TypeError, ValueError):
-        return False
-
+# --- values -----------------------------------------------------------------------------------
 
 def hparam_value(v):
     """A value the HParams plugin can hold: bool, number or string (others as JSON); None: skip."""
@@ -194,7 +143,7 @@ def session_summaries(hparams: dict, group: str, status: str, start: float, end:
         else:
             start_info.hparams[name].string_value = value
     end_info = plugin_data_pb2.SessionEndInfo(
-        status=api_pb2.STATUS_FAILURE if status == "failed" else api_pb2.STATUS_SUCCESS,
+        status=api_pb2.STATUS_FAILURE if status == FAILED else api_pb2.STATUS_SUCCESS,
         end_time_secs=end)
     return (_hparams_summary(metadata.SESSION_START_INFO_TAG,
                              plugin_data_pb2.HParamsPluginData(session_start_info=start_info)),
@@ -248,11 +197,11 @@ def _experiment_summary(values: dict[str, list], space_params: dict):
                             plugin_data_pb2.HParamsPluginData(experiment=experiment))
 
 
-def _load_space_params(experiment: Path) -> dict:
+def _load_space_params(folder: ExperimentFolder) -> dict:
     try:
         from .space import load_space
 
-        return load_space(experiment / "space.yaml").params
+        return load_space(folder.space_yaml).params
     except Exception:  # an unreadable copy only costs the domains their space bounds
         return {}
 
@@ -262,25 +211,25 @@ def write_hparams_overview(experiment: Path) -> dict[str, str]:
 
     Returns {trial_id: what was added} (for logs and tests).
     """
-    experiment = Path(experiment)
-    table = read_trials(experiment)
-    dirs = trial_dirs(experiment, table["trial_id"])
+    folder = ExperimentFolder(experiment)
+    table = folder.read_trials()
+    dirs = folder.trial_dirs(table["trial_id"])
     added: dict[str, str] = {}
     values: dict[str, list] = {}
     for _, row in table.iterrows():
         for k, v in config_of(row).items():
             values.setdefault(k, []).append(v)
-    retrain_cfg = _retrain_config(experiment, set(values))
+    retrain_cfg = {k: v for k, v in folder.read_model_config().items() if k in values}
     for k, v in retrain_cfg.items():
         values.setdefault(k, []).append(v)
 
     for _, row in table.iterrows():
         tid = row["trial_id"]
-        folder = dirs.get(tid)
-        if folder is None:
+        trial_dir = dirs.get(tid)
+        if trial_dir is None:
             added[tid] = "no trial folder"
             continue
-        writer = _writer(folder)
+        writer = _writer(trial_dir)
         notes = []
         try:
             epochs = int(row["epochs"]) if not is_missing(row["epochs"]) else 0
@@ -288,10 +237,10 @@ def write_hparams_overview(experiment: Path) -> dict[str, str]:
                 writer.add_scalar("search/best_val_accuracy", float(row["best_val_accuracy"]),
                                   global_step=int(row["best_epoch"]) or epochs or 1)
                 notes.append("best")
-            writer.add_scalar("search/status", STATUS_CODES.get(row["status"], 2),
+            writer.add_scalar("search/status", STATUS_CODES.get(row["status"], STATUS_CODES[FAILED]),
                               global_step=max(epochs, 1))
-            if not has_hparams_session(folder):
-                start = folder.stat().st_mtime
+            if not has_hparams_session(trial_dir):
+                start = trial_dir.stat().st_mtime
                 seconds = 0.0 if is_missing(row.get("seconds")) else float(row["seconds"])
                 for summary in session_summaries(config_of(row), tid, row["status"], start,
                                                   start + seconds):
@@ -301,31 +250,21 @@ def write_hparams_overview(experiment: Path) -> dict[str, str]:
             writer.close()
         added[tid] = "+".join(notes)
 
-    writer = _writer(experiment)  # the root run "." : found first by TensorBoard
+    writer = _writer(folder.path)  # the root run "." : found first by TensorBoard
     try:
-        writer.file_writer.add_summary(_experiment_summary(values, _load_space_params(experiment)))
+        writer.file_writer.add_summary(_experiment_summary(values, _load_space_params(folder)))
     finally:
         writer.close()
     return added
 
 
-def _retrain_config(experiment: Path, keys: set[str]) -> dict:
-    path = experiment / "model" / "config.json"
-    if not path.is_file():
-        return {}
-    cfg = json.loads(path.read_text())
-    return {k: v for k, v in cfg.items() if k in keys}
-
-
 def write_retrain_run(experiment: Path, figures: dict | None = None) -> Path:
     """``retrain/``: per-epoch scalars from model/history.json under Ray's tags, PrivateTest
     scalars, ``figures`` ({tag: matplotlib Figure}) as images, and an hparams session."""
-    experiment = Path(experiment)
-    run = experiment / RETRAIN_RUN
-    history_path = experiment / "model" / "history.json"
-    history = json.loads(history_path.read_text()) if history_path.is_file() else []
-    metrics_path = experiment / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    folder = ExperimentFolder(experiment)
+    run = folder.retrain_run
+    history = folder.read_history()
+    metrics = folder.read_metrics()
     writer = _writer(run)
     try:
         last = 1
@@ -348,13 +287,12 @@ def write_retrain_run(experiment: Path, figures: dict | None = None) -> Path:
             writer.add_text("private_test/summary", _metrics_markdown(metrics), global_step=last)
         for tag, fig in (figures or {}).items():
             writer.add_figure(tag, fig, global_step=last, close=False)
-        config_path = experiment / "model" / "config.json"
+        config_path = folder.model_dir / "config.json"
         if config_path.is_file():
-            keys = _trial_config_keys(experiment)
-            cfg = json.loads(config_path.read_text())
-            hp = {k: v for k, v in cfg.items() if not keys or k in keys}
+            keys = _trial_config_keys(folder)
+            hp = {k: v for k, v in folder.read_model_config().items() if not keys or k in keys}
             start = config_path.stat().st_mtime - float(metrics.get("retrain_seconds", 0) or 0)
-            for summary in session_summaries(hp, RETRAIN_RUN, "completed", start,
+            for summary in session_summaries(hp, folder.RETRAIN_RUN, COMPLETED, start,
                                               config_path.stat().st_mtime):
                 writer.file_writer.add_summary(summary)
     finally:
@@ -362,9 +300,9 @@ def write_retrain_run(experiment: Path, figures: dict | None = None) -> Path:
     return run
 
 
-def _trial_config_keys(experiment: Path) -> set[str]:
+def _trial_config_keys(folder: ExperimentFolder) -> set[str]:
     try:
-        return {c[len("config/"):] for c in read_trials(experiment).columns if c.startswith("config/")}
+        return {c[len(CONFIG_PREFIX):] for c in config_columns(folder.read_trials())}
     except (OSError, ValueError):
         return set()
 

@@ -1,8 +1,10 @@
 """Shared fixtures: where the FER2013 files are, a per-session parse cache, a CSV writer.
 
 The data is never copied into the repository: it is read from ``../shared/data`` (relative to the
-repository root) or from ``$FER_DATA_DIR``; tests that need it are skipped with the reason when it
-is missing. The parse cache goes to a temporary folder for the session, never to ``~/.cache``.
+repository root) or from ``$FER_DATA_DIR``. Tests that need it are skipped with the reason when it
+is missing, except where ``FER_REQUIRE_DATA=1`` (``.ci/run`` sets it): there a missing file fails
+them, so a CI run without the data cannot pass by skipping. The parse cache goes to a temporary
+folder for the session, never to ``~/.cache``.
 """
 from __future__ import annotations
 
@@ -28,12 +30,19 @@ def data_dir() -> Path:
     return Path(os.environ.get("FER_DATA_DIR") or DEFAULT_DATA_DIR)
 
 
+REQUIRE_DATA_ENV = "FER_REQUIRE_DATA"
+
+
 def data_file(name: str) -> Path:
-    """Path of a shared FER2013 file, or skip the test saying where it was looked for."""
+    """Path of a shared FER2013 file; when it is missing, skip the test saying where it was looked
+    for, or fail it under FER_REQUIRE_DATA=1."""
     path = data_dir() / name
     if not path.is_file():
-        pytest.skip(f"FER2013 file {name} not found at {path} (set FER_DATA_DIR to the folder "
-                    f"holding {SMALL_NAME} / {FULL_NAME}, default ../shared/data)")
+        reason = (f"FER2013 file {name} not found at {path} (set FER_DATA_DIR to the folder "
+                  f"holding {SMALL_NAME} / {FULL_NAME}, default ../shared/data)")
+        if os.environ.get(REQUIRE_DATA_ENV) == "1":
+            pytest.fail(f"{reason}; {REQUIRE_DATA_ENV}=1 makes this a failure", pytrace=False)
+        pytest.skip(reason)
     return path
 
 
@@ -134,9 +143,7 @@ def smoke_experiment(tmp_path_factory, fer_cache_dir):
     import subprocess
     import sys
 
-    data = data_file("fer2013-small.csv.gz")
-    if not data.is_file():
-        pytest.skip(f"{data} not found (set FER_DATA_DIR)")
+    data = data_file(SMALL_NAME)
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path_factory.mktemp("results")
     proc = subprocess.run(

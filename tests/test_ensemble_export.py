@@ -100,7 +100,7 @@ def test_predict_scores_a_split_like_the_search_did(run, tmp_path, capsys):
     metrics = json.loads((exp / "metrics.json").read_text())
     preds = tmp_path / "preds.csv"
     small = str(data_file("fer2013-small.csv.gz"))
-    assert predict_main([str(exp / "model"), "--csv", small, "--usage", "PrivateTest", "--json",
+    assert predict_main([str(exp / "model"), "--data", small, "--usage", "PrivateTest", "--json",
                          "--predictions", str(preds)]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["n"] == 350 and record["split"] == "PrivateTest"
@@ -109,7 +109,7 @@ def test_predict_scores_a_split_like_the_search_did(run, tmp_path, capsys):
     assert len(table) == 350 and set(table.label) <= set(EMOTIONS)
     assert np.allclose(table[[f"p_{e}" for e in EMOTIONS]].sum(1), 1, atol=1e-4)
 
-    assert predict_main([str(exp / "ensemble"), "--csv", small, "--usage", "PublicTest", "--tta"]) == 0
+    assert predict_main([str(exp / "ensemble"), "--data", small, "--usage", "PublicTest", "--tta"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("PublicTest: accuracy") and "2 model(s) with ten-crop TTA" in out
 
@@ -125,16 +125,20 @@ def test_predict_with_an_ensemble_folder_on_images(run, tmp_path, capsys):
     assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
 
 
-def test_predict_usage_errors(run, tmp_path, capsys):
+def test_predict_usage_errors(run, tmp_path, capsys, monkeypatch):
     _, exp = run
-    with pytest.raises(SystemExit) as e:  # neither images nor --csv
-        predict_main([str(exp / "model")])
+    with pytest.raises(SystemExit) as e:  # both images and --data
+        predict_main([str(exp / "model"), "face.png", "--data", "x.csv"])
     assert e.value.code == 2
     with pytest.raises(SystemExit) as e:
-        predict_main([str(exp / "model"), "--csv", "x.csv", "--usage", "Validation"])
+        predict_main([str(exp / "model"), "--data", "x.csv", "--usage", "Validation"])
     assert e.value.code == 2
-    assert predict_main([str(exp / "model"), "--csv", str(tmp_path / "missing.csv")]) == 2
+    assert predict_main([str(exp / "model"), "--data", str(tmp_path / "missing.csv")]) == 2
     assert "missing.csv" in capsys.readouterr().err
+    # Neither images nor --data: the split of $FER2013_CSV, the same fallback as every command.
+    monkeypatch.setenv("FER2013_CSV", str(tmp_path / "from-env.csv"))
+    assert predict_main([str(exp / "model")]) == 2
+    assert "from-env.csv (from $FER2013_CSV)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("nodes,n_tasks,expected", [

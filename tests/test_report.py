@@ -19,10 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import data_dir
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = data_dir() / "fer2013-small.csv.gz"  # ../shared/data or $FER_DATA_DIR
 RAY = "ray/tune/"                         # TBXLoggerCallback's tag prefix
 EPOCH_TAGS = ("val_accuracy", "train_loss", "lr", "val_loss", "images_per_s")
 SIZE_ALL = {k: 0 for k in ("compressedHistograms", "images", "audio", "scalars", "histograms",
@@ -352,12 +350,12 @@ def test_report_with_a_failed_trial_and_too_few_trials_for_importance(tmp_path):
 def test_importance_uses_pruned_trials_when_too_few_completed(tmp_path):
     import optuna
 
-    from search.experiment import STUDY_NAME, open_study_storage
+    from search.experiment_folder import STUDY_NAME, ExperimentFolder
     from search.report import write_report
 
     exp = _fake_experiment(tmp_path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=STUDY_NAME, storage=open_study_storage(exp),
+    study = optuna.create_study(study_name=STUDY_NAME, storage=ExperimentFolder(exp).study_storage(),
                                 direction="maximize")
     dists = {"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True),
              "optimizer": optuna.distributions.CategoricalDistribution(["adamw", "sgd"])}

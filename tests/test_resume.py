@@ -11,17 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import data_dir
-
-from search.experiment import STUDY_NAME, open_study_storage
+from search.experiment_folder import ExperimentFolder
 from tests.proc_utils import descendants, kill_all
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = data_dir() / "fer2013-small.csv.gz"  # ../shared/data or $FER_DATA_DIR
 pytestmark = pytest.mark.slow
 
 SPACE = """
@@ -42,7 +38,7 @@ def finished_trials(exp: Path) -> list:
     if not (exp / "optuna-journal.log").exists():
         return []
     try:
-        study = optuna.load_study(study_name=STUDY_NAME, storage=open_study_storage(exp))
+        study = ExperimentFolder(exp).load_study()
     except Exception:
         return []
     return [t for t in study.trials if t.state.is_finished()]
@@ -58,17 +54,15 @@ def trial_epochs(exp: Path) -> dict[str, int]:
 
 @pytest.fixture
 def space_file(tmp_path):
-    if not SMALL.exists():
-        pytest.skip(f"{SMALL} not found")
     path = tmp_path / "resume.yaml"
     path.write_text(SPACE)
     return path
 
 
-def test_sigkill_driver_then_resume(space_file, tmp_path):
+def test_sigkill_driver_then_resume(space_file, tmp_path, small_csv):
     out = tmp_path / "results"
     exp = out / "killed"
-    cmd = [sys.executable, "-m", "search.run", str(space_file), "--data", str(SMALL),
+    cmd = [sys.executable, "-m", "search.run", str(space_file), "--data", str(small_csv),
            "--output", str(out), "--name", "killed", "--verbose", "0"]
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -116,56 +110,71 @@ def test_sigkill_driver_then_resume(space_file, tmp_path):
     assert done_before <= numbers
 
 
-def test_nan_trial_is_marked_failed_and_search_completes(tmp_path):
-    if not SMALL.exists():
-        pytest.skip(f"{SMALL} not found")
-    space = tmp_path / "nan.yaml"
-    space.write_text("""
-search: {sampler: random, seed: 0, num_samples: 3, scheduler: none}
+def _run_in_process(space_text: str, tmp_path: Path, name: str, data, trial_fn) -> dict:
+    """The real search, in this process, with its trial function swapped (fault injection lives
+    in tests/faults.py, not in the trainer)."""
+    import ray
+
+    from search.experiment import run_experiment
+    from search.space import load_space
+
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(space_text)
+    try:
+        return run_experiment(load_space(path), data, tmp_path / name, num_cpus=2, verbose=0,
+                              trial_fn=trial_fn)
+    finally:
+        ray.shutdown()
+
+
+def test_nan_trial_is_marked_failed_and_search_completes(tmp_path, small_data):
+    from tests.faults import trial_diverging_when_seed_is_1
+
+    outcome = _run_in_process("""
+search: {sampler: random, seed: 0, num_samples: 4, scheduler: none}
 retrain: {epochs: 1, tta: false}
-params:
-  backbone: resnet10t
-  epochs: 1
-  batch_size: 64
-  fail_with_nan_at_epoch: {choice: [0, 1]}
-""")
-    proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--data", str(SMALL),
-                           "--output", str(tmp_path), "--name", "nan", "--verbose", "0"],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
-    trials = pd.read_csv(tmp_path / "nan" / "trials.csv") if (tmp_path / "nan" / "trials.csv").exists() else None
-    nan_trials = trials[trials["config/fail_with_nan_at_epoch"] == 1] if trials is not None else None
-    if nan_trials is not None and len(nan_trials) == len(trials):
-        assert proc.returncode == 3 and "all 3 trials failed" in proc.stderr
-        return
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert nan_trials is not None and len(nan_trials) >= 1, "the seed gave no NaN trial"
-    assert (nan_trials.status == "failed").all()
-    assert nan_trials.error.str.contains("NonFiniteLossError").all()
-    assert (trials[trials["config/fail_with_nan_at_epoch"] == 0].status == "completed").all()
+params: {backbone: resnet10t, epochs: 1, batch_size: 64, seed: {choice: [0, 1]}}
+""", tmp_path, "nan", small_data, trial_diverging_when_seed_is_1)
+    trials = ExperimentFolder(tmp_path / "nan").read_trials()
+    assert len(trials) == 4
+    diverged, healthy = trials[trials["config/seed"] == 1], trials[trials["config/seed"] == 0]
+    assert len(diverged) >= 1 and len(healthy) >= 1, trials[["trial_id", "config/seed"]]
+    assert (diverged.status == "failed").all()
+    assert diverged.error.str.contains("NonFiniteLossError").all()
+    assert (healthy.status == "completed").all()
+    assert outcome["summary"]["trials_failed"] == len(diverged)
+    assert outcome["metrics"]["n"] == len(small_data.private_test)
+    # The study knows them as FAIL, the others as COMPLETE.
+    states = sorted(t.state.name for t in ExperimentFolder(tmp_path / "nan").load_study().trials)
+    assert states == sorted(["FAIL"] * len(diverged) + ["COMPLETE"] * len(healthy))
 
 
-def test_all_trials_failing_exits_3_with_a_message(tmp_path):
-    if not SMALL.exists():
-        pytest.skip(f"{SMALL} not found")
+def test_all_trials_failing_exits_3_with_a_message(tmp_path, small_csv, monkeypatch, capsys):
+    import functools
+
+    import search.experiment
+    from search.run import main
+    from tests.faults import trial_always_diverging
+
+    monkeypatch.setattr(search.experiment, "run_experiment", functools.partial(
+        search.experiment.run_experiment, trial_fn=trial_always_diverging))
     space = tmp_path / "allnan.yaml"
     space.write_text("""
 search: {num_samples: 1, scheduler: none}
-params: {backbone: resnet10t, epochs: 1, batch_size: 64, fail_with_nan_at_epoch: 1,
-         lr: {loguniform: [1.0e-4, 1.0e-2]}}
+params: {backbone: resnet10t, epochs: 1, batch_size: 64, lr: {loguniform: [1.0e-4, 1.0e-2]}}
 """)
-    proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--data", str(SMALL),
-                           "--output", str(tmp_path), "--name", "allnan", "--verbose", "0"],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 3, proc.stderr[-2000:]
-    assert "all 1 trial failed" in proc.stderr and "NonFiniteLossError" in proc.stderr
-    assert "Traceback" not in proc.stderr.split("error: all")[-1]
+    code = main([str(space), "--data", str(small_csv), "--output", str(tmp_path),
+                 "--name", "allnan", "--verbose", "0", "--cpus", "2"])
+    err = capsys.readouterr().err
+    assert code == 3, err[-2000:]
+    assert "all 1 trial failed" in err and "NonFiniteLossError" in err
+    assert "Traceback" not in err.split("error: all")[-1]
 
 
-def test_killed_trial_worker_is_retried_and_search_completes(tmp_path):
+def test_killed_trial_worker_is_retried_and_search_completes(tmp_path, small_csv):
     """SIGKILL the process running a trial after its first epoch: with max_failures 1, Tune
-    restarts the trial from its checkpoint and the search finishes with every trial accounted for."""
-    if not SMALL.exists():
-        pytest.skip(f"{SMALL} not found")
+    restarts the trial from its checkpoint, the trial completes, its epochs continue after the
+    checkpointed one (none is trained twice), and the search finishes."""
     from tests.proc_utils import cmdline
 
     space = tmp_path / "kill.yaml"
@@ -176,10 +185,11 @@ params: {backbone: resnet10t, epochs: 3, batch_size: 128, lr: {loguniform: [1.0e
 """)
     exp = tmp_path / "kill"
     log = open(tmp_path / "kill.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "search.run", str(space), "--data", str(SMALL),
-                             "--output", str(tmp_path), "--name", "kill", "--verbose", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "search.run", str(space), "--data",
+                             str(small_csv), "--output", str(tmp_path), "--name", "kill",
+                             "--verbose", "0"],
                             cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    killed = None
+    killed, killed_after = None, {}
     started: set[int] = set()
     try:
         deadline = time.time() + 300
@@ -187,13 +197,17 @@ params: {backbone: resnet10t, epochs: 3, batch_size: 128, lr: {loguniform: [1.0e
             assert proc.poll() is None, (tmp_path / "kill.log").read_text()[-3000:]
             assert time.time() < deadline, "no trial reported an epoch in time"
             started |= descendants(proc.pid)
-            if any(len(pd.read_csv(p)) >= 1 for p in exp.glob("train_trial_*/progress.csv")
-                   if p.stat().st_size):
+            # One trial runs at a time (max_concurrent 1): the worker is the running trial's.
+            running = {p.parent: len(pd.read_csv(p)) for p in exp.glob("train_trial_*/progress.csv")
+                       if p.stat().st_size}
+            running = {d: n for d, n in running.items() if 1 <= n < 3}
+            if running:
                 workers = [pid for pid in descendants(proc.pid) if "ImplicitFunc" in cmdline(pid)]
                 if workers:
                     killed = workers[0]
                     os.kill(killed, signal.SIGKILL)
-            time.sleep(0.5)
+                    killed_after = running
+            time.sleep(0.2)
         proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
@@ -203,9 +217,17 @@ params: {backbone: resnet10t, epochs: 3, batch_size: 128, lr: {loguniform: [1.0e
     output = (tmp_path / "kill.log").read_text()
     assert proc.returncode == 0, output[-3000:]
     assert re.search(r"PrivateTest accuracy: 0\.\d{4} \(n=350\)\s*$", output), output[-1000:]
-    trials = pd.read_csv(exp / "trials.csv")
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
     assert len(trials) == 2
-    # The killed trial was retried from its checkpoint (completed), or recorded as failed.
-    assert set(trials.status) <= {"completed", "failed"}
-    assert (trials[trials.status == "completed"].epochs == 3).all()
+    assert (trials.status == "completed").all(), trials[["trial_id", "status", "error"]]
+    assert (trials.epochs == 3).all()
+    # The killed trial was restored from a checkpoint: Tune's restart count shows it, and the
+    # fit epochs it reported after the restart continue where the checkpoint left off.
+    (folder, _), = killed_after.items()
+    progress = pd.read_csv(folder / "progress.csv")
+    restarts = progress.index[progress["iterations_since_restore"] == 1].tolist()
+    assert len(restarts) == 2, progress[["epoch", "training_iteration", "iterations_since_restore"]]
+    before, after = progress.iloc[:restarts[1]], progress.iloc[restarts[1]:]
+    assert list(after["epoch"]) == list(range(int(before["epoch"].max()) + 1, 4)), progress
+    assert int(after["epoch"].iloc[0]) > 1
     assert (exp / "summary.json").exists()

@@ -13,17 +13,15 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import data_dir
 import yaml
 
 from fer_models.audit import drop_cross_split_duplicates
 from fer_models.checkpoint import load_model
 from fer_models.data import load_fer2013
-from search.experiment import JOURNAL_FILE, STUDY_NAME, open_study_storage
+from search.experiment_folder import ExperimentFolder
 from search.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = data_dir() / "fer2013-small.csv.gz"  # ../shared/data or $FER_DATA_DIR
 pytestmark = pytest.mark.slow
 
 
@@ -43,7 +41,7 @@ def test_search_succeeds_and_last_line_reports_private_test(smoke_run):
 def test_all_outputs_exist(smoke_run):
     _, exp = smoke_run
     for name in ("trials.csv", "best.yaml", "metrics.json", "summary.json", "space.yaml",
-                 "model/model.safetensors", "model/config.json", JOURNAL_FILE):
+                 "model/model.safetensors", "model/config.json", ExperimentFolder.JOURNAL):
         assert (exp / name).is_file(), name
 
 
@@ -57,7 +55,7 @@ def test_asha_stopped_a_trial_and_study_recorded_every_trial_truthfully(smoke_ru
     assert (stopped.epochs < space.max_epochs).all()
     assert (trials[trials.status == "completed"].epochs == space.max_epochs).all()
 
-    study = optuna.load_study(study_name=STUDY_NAME, storage=open_study_storage(exp))
+    study = ExperimentFolder(exp).load_study()
     assert len(study.trials) == len(trials)
     states = sorted(t.state.name for t in study.trials)
     expected = sorted({"completed": "COMPLETE", "stopped_early": "PRUNED", "failed": "FAIL"}[s]
@@ -94,11 +92,11 @@ def test_outputs_agree_with_each_other(smoke_run):
     assert cfg.lr == pytest.approx(winner["config/lr"]) and cfg.epochs == summary["retrain_epochs"]
 
 
-def test_private_test_never_reached_a_trial(smoke_run):
+def test_private_test_never_reached_a_trial(smoke_run, small_csv):
     _, exp = smoke_run
     trials = pd.read_csv(exp / "trials.csv")
     assert (trials.private_test_rows_seen == 0).all()
-    data, dropped = drop_cross_split_duplicates(load_fer2013(SMALL))  # the run used --drop-duplicates
+    data, dropped = drop_cross_split_duplicates(load_fer2013(small_csv))  # the run used --drop-duplicates
     assert f"Training {dropped['Training']}," in smoke_run[0].stdout
     # Every per-epoch result of every trial says what it trained and validated on.
     for progress in exp.glob("train_trial_*/progress.csv"):
@@ -109,9 +107,12 @@ def test_private_test_never_reached_a_trial(smoke_run):
 
 
 def test_trainable_refuses_private_test():
+    """A trial handed PrivateTest refuses before training (synthetic faces: no data needed)."""
+    import numpy as np
+
+    from fer_models.data import FER2013, Split
     from search.trainable import train_trial
 
-    if not SMALL.exists():
-        pytest.skip("no data")
-    with pytest.raises(RuntimeError, match="PrivateTest"):
-        train_trial({"backbone": "resnet10t", "epochs": 1}, load_fer2013(SMALL))
+    faces = Split(np.zeros((8, 48, 48), np.uint8), np.arange(8) % 7)
+    with pytest.raises(RuntimeError, match="PrivateTest must not be handed"):
+        train_trial({"backbone": "resnet10t", "epochs": 1}, FER2013(faces, faces, faces))

@@ -10,7 +10,6 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import data_file
 import ray
 
 from search.run import main
@@ -69,19 +68,20 @@ BAD_SPACES = [
 
 
 @pytest.fixture
-def small_csv_path():
-    data = data_file("fer2013-small.csv.gz")
-    if not data.exists():
-        pytest.skip(f"{data} not found")
-    return data
+def never_read(tmp_path) -> Path:
+    """A data file that is not FER2013 at all: the checks under test must refuse before any
+    data is read, so none of them needs the real sample."""
+    path = tmp_path / "never-read.csv"
+    path.write_text("not,a,fer2013,file\n")
+    return path
 
 
 @pytest.mark.parametrize("case,text,key,words", BAD_SPACES, ids=[c[0] for c in BAD_SPACES])
-def test_bad_space_exits_2_naming_file_and_key(case, text, key, words, tmp_path, capsys, small_csv_path):
+def test_bad_space_exits_2_naming_file_and_key(case, text, key, words, tmp_path, capsys, never_read):
     space = tmp_path / f"{case}.yaml"
     space.write_text(text)
     out = tmp_path / "results"
-    code = main([str(space), "--data", str(small_csv_path), "--output", str(out), "--name", "x"])
+    code = main([str(space), "--data", str(never_read), "--output", str(out), "--name", "x"])
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.startswith("error: ") and err.count("\n") == 1, f"one line expected: {err!r}"
@@ -106,22 +106,22 @@ def test_missing_data_names_kaggle_and_flag(tmp_path, capsys):
     assert "fer2013.csv" in err and "Kaggle" in err and "--data" in err
 
 
-def test_bad_cli_numbers_exit_2(tmp_path, capsys, small_csv_path):
+def test_bad_cli_numbers_exit_2(tmp_path, capsys, never_read):
     space = tmp_path / "s.yaml"
     space.write_text(GOOD)
-    assert main([str(space), "--data", str(small_csv_path), "--num-samples", "0"]) == 2
+    assert main([str(space), "--data", str(never_read), "--num-samples", "0"]) == 2
     assert "--num-samples" in capsys.readouterr().err
-    assert main([str(space), "--data", str(small_csv_path), "--top-k", "0"]) == 2
+    assert main([str(space), "--data", str(never_read), "--top-k", "0"]) == 2
     assert "--top-k" in capsys.readouterr().err
 
 
-def test_existing_experiment_is_not_overwritten(tmp_path, capsys, small_csv_path):
+def test_existing_experiment_is_not_overwritten(tmp_path, capsys, never_read):
     space = tmp_path / "s.yaml"
     space.write_text(GOOD)
     existing = tmp_path / "results" / "taken"
     existing.mkdir(parents=True)
     (existing / "trials.csv").write_text("keep me")
-    code = main([str(space), "--data", str(small_csv_path), "--output", str(tmp_path / "results"),
+    code = main([str(space), "--data", str(never_read), "--output", str(tmp_path / "results"),
                  "--name", "taken"])
     assert code == 2 and "already exists" in capsys.readouterr().err
     assert (existing / "trials.csv").read_text() == "keep me"
@@ -173,11 +173,11 @@ def test_space_error_is_a_value_error():
 
 
 def test_resume_refuses_search_overrides_but_retrain_only_takes_retrain_ones(tmp_path, capsys,
-                                                                            small_csv_path):
+                                                                            never_read):
     exp = tmp_path / "exp"
     exp.mkdir()
     (exp / "space.yaml").write_text(GOOD)
-    (exp / "run.json").write_text(json.dumps({"data": str(small_csv_path), "overrides": {}}))
+    (exp / "run.json").write_text(json.dumps({"data": str(never_read), "overrides": {}}))
     (exp / "summary.json").write_text("{}")  # a finished search: only --retrain-only may go on
     assert main(["--resume", str(exp), "--num-samples", "3"]) == 2
     assert "drop --num-samples" in capsys.readouterr().err
@@ -207,7 +207,8 @@ def test_rung_metric_is_validated_and_defaults_to_the_metric(tmp_path):
 def test_asha_rungs_compare_the_rung_metric(tmp_path, small_data):
     """search.rung_metric reaches the real ASHA: a trial-function whose PublicTest accuracy is the
     same for every config (so ASHA on it would stop nothing) and whose training loss is its lr."""
-    from search.experiment import ASHA_STATE_FILE, build_tuner
+    from search.experiment import build_tuner
+    from search.experiment_folder import ExperimentFolder
 
     def fake_trial(config, data, threads=1, checkpoint=True):
         from ray import tune
@@ -236,6 +237,6 @@ def test_asha_rungs_compare_the_rung_metric(tmp_path, small_data):
     assert stopped, "ASHA stopped nothing: it did not compare the training loss"
     # What the rungs recorded are the training losses (= each trial's lr; Ray negates a minimised
     # metric), not the constant 0.5.
-    rungs = json.loads((experiment / ASHA_STATE_FILE).read_text())[0]
+    rungs = json.loads(ExperimentFolder(experiment).asha_rungs.read_text())[0]
     recorded = {tid: v for _, rung in rungs for tid, v in rung.items()}
     assert recorded and all(-v == pytest.approx(epochs[tid][0]) for tid, v in recorded.items())

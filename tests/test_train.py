@@ -16,6 +16,7 @@ from fer_models import (EMOTIONS, FER2013, NonFiniteLossError, Split, TrainConfi
                         load_model, metrics_from_probs, predict_proba, save_model, train_one_epoch)
 from fer_models.checkpoint import load_state, save_state
 from fer_models.train import build_model, build_optimizer, seed_everything
+from tests.faults import diverging
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("torch_threads")
@@ -194,15 +195,31 @@ def test_early_stopping_restores_best_accuracy_weights(tiny):
 
 
 def test_non_finite_loss_raises(tiny):
+    cfg = cfg_(epochs=1)
     with pytest.raises(NonFiniteLossError, match="epoch 1"):
-        fit(cfg_(epochs=1, fail_with_nan_at_epoch=1), tiny)
+        fit(cfg, tiny, model=diverging(cfg))
 
 
 def test_non_finite_loss_in_a_later_epoch(tiny):
-    seen = []
+    cfg = cfg_(epochs=3)
+    model, seen = diverging(cfg, diverged=False), []
+
+    def diverge_after_epoch_1(metrics, _):
+        seen.append(metrics)
+        model.diverged = True
+
     with pytest.raises(NonFiniteLossError, match="epoch 2"):
-        fit(cfg_(epochs=3, fail_with_nan_at_epoch=2), tiny, on_epoch=lambda m, _: seen.append(m))
+        fit(cfg, tiny, on_epoch=diverge_after_epoch_1, model=model)
     assert [m["epoch"] for m in seen] == [1]
+
+
+def test_a_given_model_is_the_one_trained(tiny):
+    cfg = cfg_(epochs=1)
+    model = build_model(cfg, torch.device("cpu"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = fit(cfg, tiny, model=model)
+    assert result.model is model
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_train_on_public_has_no_validation(tiny):
@@ -354,7 +371,7 @@ def test_cli_bad_data_exits_2(tmp_path):
     proc = run_cli("--data", tmp_path / "missing.csv", "--backbone", "test_resnet")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.strip().splitlines() if not _runpy_warning(line)]
-    assert len(lines) == 1 and "no such file" in lines[0] and "missing.csv" in lines[0]
+    assert len(lines) == 1 and "does not exist" in lines[0] and "missing.csv" in lines[0]
 
 
 def test_cli_trains_and_writes_outputs(small_csv, tmp_path):
@@ -383,3 +400,13 @@ def test_channels_last_on_cpu_trains_and_matches_nchw(tiny):
     a, b = results[True], results[False]
     assert abs(a["train_loss"] - b["train_loss"]) < 1e-3
     assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 2 / 64
+
+
+def test_fit_never_reads_private_test(tiny):
+    """The retrain hands fit the whole dataset: a PrivateTest of garbage (labels out of range,
+    which would raise if scored) and no PrivateTest at all must give the same history."""
+    poisoned = Split(np.full((32, 48, 48), 255, np.uint8), np.full(32, 99, np.int64))
+    with_poison = FER2013(tiny.train, tiny.public_test, poisoned, tiny.source)
+    a = fit(cfg_(epochs=2), with_poison).history
+    b = fit(cfg_(epochs=2), FER2013(tiny.train, tiny.public_test, None, tiny.source)).history
+    assert metrics_only(a) == metrics_only(b)

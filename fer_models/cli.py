@@ -1,0 +1,77 @@
+"""What every command line of the project shares: the exit code for bad input, the program name
+as the user typed it, and where ``--data`` comes from when it is not given.
+
+Every command that reads FER2013 takes ``--data PATH`` and, without it, falls back to
+``$FER2013_CSV``, then ``data/fer2013.csv``.
+
+Example:
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog=prog("fer_models.audit"))
+    >>> add_data_argument(parser)
+    >>> parser.parse_args(["--data", "x.csv"]).data
+    'x.csv'
+    >>> str(resolve_data_path("no/such/file.csv"))
+    Traceback (most recent call last):
+      ...
+    fer_models.data.DataError: no/such/file.csv (from --data) does not exist. ...
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Iterable
+
+EXIT_BAD_INPUT = 2                 # bad input: one line on stderr, nothing computed
+DATA_ENV = "FER2013_CSV"
+DEFAULT_DATA = Path("data/fer2013.csv")
+
+__all__ = ["EXIT_BAD_INPUT", "DATA_ENV", "DEFAULT_DATA", "prog", "add_data_argument",
+           "resolve_data_path"]
+
+
+def prog(module: str) -> str:
+    """The program name for ``--help`` and usage lines: ``python -m MODULE`` when run that way,
+    the console script's name (``fer-train``, ...) when run through it."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name.removesuffix(".__main__") == module:
+        return f"python -m {module}"
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if script and script in _console_scripts(module):
+        return script
+    return f"python -m {module}"
+
+
+def _console_scripts(module: str) -> set[str]:
+    """The installed console scripts that run ``module:main`` (from the package's metadata)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name for ep in entry_points(group="console_scripts") if ep.value == f"{module}:main"}
+
+
+def add_data_argument(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """``--data PATH``, the same flag and fallbacks in every command."""
+    parser.add_argument("--data", metavar="PATH",
+                        help=f"fer2013.csv(.gz) or an image-folder root{what}; default: "
+                             f"${DATA_ENV}, else {DEFAULT_DATA}")
+
+
+def resolve_data_path(cli: str | None, candidates: Iterable[tuple[str | None, str]] = ()) -> Path:
+    """The data file to read: ``--data``, then ``candidates`` ((value, where it came from) pairs,
+    e.g. a space file's ``data``), then ``$FER2013_CSV``, then ``data/fer2013.csv``. The first
+    one given must exist; raises :class:`fer_models.data.DataError` naming it and its origin."""
+    from .data import DataError
+
+    ordered = [(cli, "--data"), *candidates, (os.environ.get(DATA_ENV), f"${DATA_ENV}"),
+               (str(DEFAULT_DATA), "the default")]
+    value, origin = next((v, o) for v, o in ordered if v)
+    path = Path(value)
+    if not path.exists():
+        raise DataError(
+            f"{path} (from {origin}) does not exist. FER2013 is the Kaggle 'Challenges in "
+            "Representation Learning: Facial Expression Recognition Challenge' file "
+            f"fer2013.csv: download it and pass --data PATH, set ${DATA_ENV}, or put it "
+            f"at {DEFAULT_DATA}.")
+    return path

@@ -1,0 +1,202 @@
+"""The experiment folder ``results/<name>/``: every file name in it, the trial statuses, and how
+to read it back.
+
+This is the one module that knows the layout. The driver writes through it (``write_json``, the
+names below), and the report, the TensorBoard logs, ``--resume`` and the benches read through
+:class:`ExperimentFolder`, so a file renamed here is renamed everywhere.
+
+Example:
+    >>> folder = ExperimentFolder("results/my-search")
+    >>> folder.trials_csv.name, folder.model_dir.name
+    ('trials.csv', 'model')
+    >>> folder.is_finished()  # no summary.json there
+    False
+    >>> STATUSES
+    ('completed', 'stopped_early', 'failed')
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+__all__ = ["COMPLETED", "STOPPED_EARLY", "FAILED", "STATUSES", "STUDY_NAME", "ExperimentFolder",
+           "config_of", "is_missing", "plain", "write_json"]
+
+# A trial's status in trials.csv (and everywhere it is counted or drawn).
+COMPLETED = "completed"          # ran every epoch of its config (or the trainer's early stop)
+STOPPED_EARLY = "stopped_early"  # ASHA stopped it at a rung
+FAILED = "failed"                # raised (NaN loss, out of memory, a bug): the reason is kept
+STATUSES = (COMPLETED, STOPPED_EARLY, FAILED)
+
+STUDY_NAME = "fer-search"        # the Optuna study inside the journal file
+
+CONFIG_PREFIX = "config/"        # trials.csv: one column per config key
+
+
+class ExperimentFolder:
+    """The layout of one experiment folder and its readers (nothing here trains or writes)."""
+
+    TRIALS = "trials.csv"            # one row per trial (see search.outputs.trials_table)
+    SUMMARY = "summary.json"         # the run in one record: trials, best PublicTest, PrivateTest
+    METRICS = "metrics.json"         # PrivateTest metrics of the retrain (and the ensemble)
+    BEST = "best.yaml"               # the winner as a re-runnable space file
+    SPACE = "space.yaml"             # the space file as used
+    RUN = "run.json"                 # how the run was started: what --resume needs
+    JOURNAL = "optuna-journal.log"   # the Optuna study
+    ASHA_RUNGS = "asha-rungs.json"   # ASHA's rung records (Ray's restore drops them)
+    REPORT = "report.md"
+    MODEL = "model"                  # the retrained winner
+    ENSEMBLE = "ensemble"            # the top-k members, with retrain.top_k > 1
+    RETRAIN_RUN = "retrain"          # TensorBoard run of the retrain
+    HISTORY = "history.json"         # inside model/: the retrain's per-epoch metrics
+    PROGRESS = "progress.csv"        # inside a trial folder: Ray's per-epoch results
+    # Folders that are not Ray trial folders.
+    NOT_TRIALS = (MODEL, ENSEMBLE, RETRAIN_RUN)
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"ExperimentFolder({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # --- paths -----------------------------------------------------------------------------
+    trials_csv = property(lambda self: self.path / self.TRIALS)
+    summary_json = property(lambda self: self.path / self.SUMMARY)
+    metrics_json = property(lambda self: self.path / self.METRICS)
+    best_yaml = property(lambda self: self.path / self.BEST)
+    space_yaml = property(lambda self: self.path / self.SPACE)
+    run_json = property(lambda self: self.path / self.RUN)
+    journal = property(lambda self: self.path / self.JOURNAL)
+    asha_rungs = property(lambda self: self.path / self.ASHA_RUNGS)
+    report_md = property(lambda self: self.path / self.REPORT)
+    model_dir = property(lambda self: self.path / self.MODEL)
+    ensemble_dir = property(lambda self: self.path / self.ENSEMBLE)
+    retrain_run = property(lambda self: self.path / self.RETRAIN_RUN)
+    history_json = property(lambda self: self.path / self.MODEL / self.HISTORY)
+
+    def is_finished(self) -> bool:
+        """A finished run has its summary (written after the retrain)."""
+        return self.summary_json.is_file()
+
+    def missing(self, *names: str) -> list[str]:
+        """Which of the files ``names`` are not there."""
+        return [n for n in names if not (self.path / n).is_file()]
+
+    # --- reading ---------------------------------------------------------------------------
+    def read_trials(self) -> pd.DataFrame:
+        """trials.csv with trial ids kept as text (an id like ``31832772`` or ``12e4`` is no number)."""
+        table = pd.read_csv(self.trials_csv, dtype={"trial_id": str, "error": str},
+                            keep_default_na=True)
+        table["error"] = table["error"].fillna("")
+        return table
+
+    def read_summary(self) -> dict:
+        return _read_json(self.summary_json)
+
+    def read_metrics(self) -> dict:
+        return _read_json(self.metrics_json)
+
+    def read_run(self) -> dict:
+        return _read_json(self.run_json)
+
+    def read_history(self) -> list[dict]:
+        """The retrain's per-epoch metrics (model/history.json), or [] when there is none."""
+        return json.loads(self.history_json.read_text()) if self.history_json.is_file() else []
+
+    def read_model_config(self) -> dict:
+        return _read_json(self.model_dir / "config.json")
+
+    def trial_dirs(self, trial_ids: Iterable[str]) -> dict[str, Path]:
+        """Ray's folder of each trial: ``<trainable>_<trial_id>_<counter>_<params>_<date>``."""
+        folders = [p for p in sorted(self.path.iterdir())
+                   if p.is_dir() and p.name not in self.NOT_TRIALS]
+        found = {}
+        for tid in trial_ids:
+            for p in folders:
+                if f"_{tid}_" in p.name or p.name.endswith(f"_{tid}"):
+                    found[tid] = p
+                    break
+        return found
+
+    @staticmethod
+    def trial_counter(folder: Path, trial_id: str) -> int | None:
+        """The creation counter Tune puts after the trial id in the folder name (1, 2, ...)."""
+        m = re.search(rf"_{re.escape(trial_id)}_(\d+)(?:_|$)", Path(folder).name)
+        return int(m.group(1)) if m else None
+
+    def progress(self, trial_ids: Iterable[str]) -> dict[str, pd.DataFrame]:
+        """Each trial's per-epoch results (its progress.csv, every column), by trial id; trials
+        without a folder or with an empty progress.csv are left out."""
+        out = {}
+        for tid, folder in self.trial_dirs(trial_ids).items():
+            try:
+                df = pd.read_csv(folder / self.PROGRESS)
+            except (OSError, pd.errors.EmptyDataError):
+                continue
+            if "training_iteration" in df:
+                out[tid] = df
+        return out
+
+    def study_storage(self):
+        """Optuna's journal storage in this folder: the study survives the driver."""
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(str(self.journal)))
+
+    def load_study(self):
+        """The search's Optuna study, read from its journal."""
+        import optuna
+
+        return optuna.load_study(study_name=STUDY_NAME, storage=self.study_storage())
+
+
+# --- values in trials.csv ------------------------------------------------------------------
+
+def config_of(row: pd.Series) -> dict[str, Any]:
+    """A trials.csv row's config (the ``config/*`` columns), missing values left out."""
+    return {k[len(CONFIG_PREFIX):]: plain(v) for k, v in row.items()
+            if k.startswith(CONFIG_PREFIX) and not is_missing(v)}
+
+
+def config_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c.startswith(CONFIG_PREFIX)]
+
+
+def plain(v):
+    """numpy scalars as Python values (lists/dicts come back from trials.csv as their text)."""
+    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
+        return v.item()
+    return v
+
+
+def is_missing(v) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, (list, dict, str)):
+        return False
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+# --- writing -------------------------------------------------------------------------------
+
+def write_json(path: Path, obj) -> None:
+    """``obj`` as indented JSON, atomically: a reader never sees a half-written file."""
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=plain))
+    tmp.replace(path)
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,0 +1,73 @@
+"""The Optuna samplers a space may name (``search.sampler``): one registry that the space's
+validation and the searcher's construction both read.
+
+Optuna is imported only when a sampler is built, so validating a space stays cheap.
+
+Example:
+    >>> sorted(SAMPLERS)
+    ['cmaes', 'gp', 'qmc', 'random', 'tpe']
+    >>> type(create_sampler("tpe", seed=0)).__name__
+    'TPESampler'
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = ["SamplerInfo", "SAMPLERS", "create_sampler"]
+
+
+@dataclass(frozen=True)
+class SamplerInfo:
+    name: str
+    description: str
+    build: Callable[[int], object]   # seed -> optuna.samplers.BaseSampler
+
+
+def _tpe(seed: int):
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _random(seed: int):
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _cmaes(seed: int):
+    import optuna
+
+    # CMA-ES samples only numeric params; categorical ones fall back to independent random.
+    return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+
+
+def _gp(seed: int):
+    import optuna
+
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+def _qmc(seed: int):
+    import optuna
+
+    return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+
+
+SAMPLERS: dict[str, SamplerInfo] = {info.name: info for info in (
+    SamplerInfo("tpe", "Tree-structured Parzen Estimator (random for its first 10 trials)", _tpe),
+    SamplerInfo("random", "independent uniform sampling", _random),
+    SamplerInfo("cmaes", "CMA-ES over the numeric params (categorical ones: random)", _cmaes),
+    SamplerInfo("gp", "Gaussian-process Bayesian optimisation", _gp),
+    SamplerInfo("qmc", "quasi-Monte Carlo (Sobol): even coverage, no learning", _qmc),
+)}
+
+
+def create_sampler(name: str, seed: int):
+    """The Optuna sampler ``name``, seeded."""
+    try:
+        info = SAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown sampler {name!r}; one of {', '.join(SAMPLERS)}") from None
+    return info.build(seed)
