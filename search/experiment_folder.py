@@ -126,9 +126,13 @@ class ExperimentFolder:
         return found
 
     @staticmethod
-    def trial_counter(folder: Path, trial_id: str) -> int | None:
-        """The creation counter Tune puts after the trial id in the folder name (1, 2, ...)."""
-        m = re.search(rf"_{re.escape(trial_id)}_(\d+)(?:_|$)", Path(folder).name)
+    def trial_counter(folder: Path, trial_id: str | None = None) -> int | None:
+        """The creation counter Tune puts after the trial id in the folder name (1, 2, ...);
+        without ``trial_id``, after whatever id the name holds (a trial that failed before its
+        first result has no id in its results)."""
+        name = Path(folder).name
+        m = (re.search(rf"_{re.escape(trial_id)}_(\d+)(?:_|$)", name) if trial_id
+             else re.match(r"[A-Za-z_]+?_[0-9a-f]{5,}_(\d+)", name))
         return int(m.group(1)) if m else None
 
     def progress(self, trial_ids: Iterable[str]) -> dict[str, pd.DataFrame]:

@@ -43,7 +43,7 @@ def trials_table(results, space) -> pd.DataFrame:
         }
         row.update({f"{CONFIG_PREFIX}{k}": v for k, v in sorted(r.config.items())})
         rows.append(row)
-        row["_order"] = ExperimentFolder.trial_counter(r.path, str(trial_id)) or 1 << 30
+        row["_order"] = ExperimentFolder.trial_counter(r.path) or 1 << 30
     table = pd.DataFrame(rows)
     if not table.empty:  # creation order: Tune numbers trial folders, its ids are hashes
         table = table.sort_values("_order", kind="stable")
