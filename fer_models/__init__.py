@@ -20,6 +20,8 @@ from .config import TrainConfig
 from .data import EMOTIONS, FER2013, SPLITS, DataError, Split, load_fer2013
 from .evaluate import evaluate, metrics_from_probs, predict_proba
 from .models import ModelConfigError, check_backbone, create_model, min_input_size
+from .textfiles import InputFileError
+from .validation import ConfigError, check_field
 
 # The training names resolve lazily: `python -m fer_models.train` must not find its own module
 # imported already by this package (runpy warns on stderr before every message).
@@ -29,7 +31,7 @@ __all__ = [
     "AugmentConfig", "augment_batch", "prepare_batch", "load_model", "save_model", "TrainConfig",
     "EMOTIONS", "FER2013", "SPLITS", "DataError", "Split", "load_fer2013", "evaluate",
     "metrics_from_probs", "predict_proba", "ModelConfigError", "check_backbone", "create_model",
-    "min_input_size", *_TRAIN_EXPORTS,
+    "min_input_size", "ConfigError", "check_field", "InputFileError", *_TRAIN_EXPORTS,
 ]
 
 

@@ -1,8 +1,9 @@
 """Augmentation of whole uint8 batches on the device the model runs on.
 
-One affine warp (``affine_grid`` + ``grid_sample``) does flip, rotation, scale, translation and the
-resize to the trial's input size at once; random erasing is a broadcast mask. Random numbers come
-from a CPU ``torch.Generator``, so a seed gives the same augmentation on CPU and GPU.
+One affine warp (``affine_grid`` + ``grid_sample``) does flip, rotation, scale, translation, the
+random crop and the resize to the trial's input size at once; random erasing is a broadcast mask.
+Random numbers come from a CPU ``torch.Generator``, so a seed gives the same augmentation on CPU
+and GPU. Mixup and CutMix (timm's ``Mixup``) act on the augmented batch in ``train.py``.
 
 Example:
     >>> import torch
@@ -35,10 +36,11 @@ class AugmentConfig:
     scale: float = 0.1        # zoom in [1 - scale, 1 + scale]
     erase_prob: float = 0.0   # probability of one random-erasing rectangle per image
     erase_max_area: float = 0.25  # its largest area, as a fraction of the image
+    crop: int = 0             # side of a random square crop of the 48 px face; 0: the whole face
 
     @property
     def warps(self) -> bool:
-        return bool(self.hflip or self.translate or self.rotate or self.scale)
+        return bool(self.hflip or self.translate or self.rotate or self.scale or self.crop)
 
 
 def to_float(images: torch.Tensor, in_chans: int = 1) -> torch.Tensor:
@@ -53,9 +55,20 @@ def resize(x: torch.Tensor, input_size: int) -> torch.Tensor:
     return F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
 
 
-def prepare_batch(images: torch.Tensor, input_size: int, in_chans: int = 1) -> torch.Tensor:
-    """The evaluation transform: normalise and resize, nothing random."""
-    x = resize(to_float(images, 1), input_size)
+def center_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
+    """The central ``crop`` x ``crop`` square of (B, C, H, W); ``crop`` 0 or >= the side: all."""
+    h, w = x.shape[-2:]
+    if not crop or crop >= min(h, w):
+        return x
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return x[..., top:top + crop, left:left + crop]
+
+
+def prepare_batch(images: torch.Tensor, input_size: int, in_chans: int = 1,
+                  crop: int = 0) -> torch.Tensor:
+    """The evaluation transform: normalise, centre-crop (a model trained on random ``crop``s sees
+    the middle one), resize; nothing random."""
+    x = resize(center_crop(to_float(images, 1), crop), input_size)
     return x.expand(-1, in_chans, -1, -1) if in_chans != 1 else x
 
 
@@ -74,6 +87,12 @@ def augment_batch(images: torch.Tensor, cfg: AugmentConfig, input_size: int,
         flip = torch.where(uniform(0.0, 1.0) < cfg.hflip, -1.0, 1.0)
         # Translation in affine_grid's [-1, 1] coordinates: 2 * fraction of the side.
         tx, ty = uniform(-2 * cfg.translate, 2 * cfg.translate), uniform(-2 * cfg.translate, 2 * cfg.translate)
+        if cfg.crop:
+            # A crop of side c samples c/48 of the face, its centre anywhere it fits: drawn only
+            # when cropping, so a recipe without a crop keeps its random sequence.
+            side = min(cfg.crop / images.shape[-1], 1.0)
+            tx, ty = tx + uniform(side - 1, 1 - side), ty + uniform(side - 1, 1 - side)
+            zoom = zoom / side
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1),
                              torch.stack([sin * flip, cos, ty], 1)], 1)

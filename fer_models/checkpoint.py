@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
+from .textfiles import InputFileError, load_json_object
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -57,7 +58,11 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     from .models import create_model
 
     directory = Path(directory)
-    cfg = TrainConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+    config_file = directory / CONFIG_FILE
+    try:
+        cfg = TrainConfig.from_dict(load_json_object(config_file))
+    except (ValueError, TypeError) as e:  # a value no TrainConfig accepts: name the file
+        raise e if isinstance(e, InputFileError) else InputFileError(f"{config_file}: {e}") from None
     model = create_model(cfg.backbone, input_size=cfg.input_size, in_chans=cfg.in_chans,
                          dropout=cfg.dropout, drop_path=cfg.drop_path, head_hidden=cfg.head_hidden,
                          pre_logits=cfg.pre_logits)

@@ -5,6 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .augment import AugmentConfig
+from .validation import check_field
 
 
 @dataclass
@@ -41,6 +42,11 @@ class TrainConfig:
     early_stop_patience: int = 0   # >0: stop when val loss stalls this many epochs, restore best
     label_smoothing: float = 0.0
     grad_clip: float = 0.0         # max grad norm; 0 = off
+    ema_decay: float = 0.0         # >0: timm ModelEmaV3 of the weights (warm-up on); kept if better
+    # batch mixing (timm Mixup, soft-target loss); both alphas > 0: one or the other per batch
+    mixup_alpha: float = 0.0       # >0: mixup with lam ~ Beta(alpha, alpha)
+    cutmix_alpha: float = 0.0      # >0: cutmix with lam ~ Beta(alpha, alpha)
+    mixup_prob: float = 1.0        # share of batches mixed
     # augmentation (see AugmentConfig)
     hflip: float = 0.5
     translate: float = 0.1
@@ -48,6 +54,7 @@ class TrainConfig:
     scale: float = 0.1
     erase_prob: float = 0.0
     erase_max_area: float = 0.25
+    crop: int = 0                  # random crop side (px of 48) in training; centre / ten crops in eval
     # runtime
     seed: int = 0
     device: str = "auto"           # auto: cuda when available
@@ -58,11 +65,23 @@ class TrainConfig:
     train_on_public: bool = False  # retrain on Training + PublicTest (no validation left)
     extra: dict = field(default_factory=dict, repr=False)  # free-form labels carried to results
 
+    def __post_init__(self):
+        # Every way of making a config (a space, the CLI, a results folder, code) is checked by
+        # the same per-field rules (fer_models.validation): ConfigError names the field.
+        for f in dataclasses.fields(self):
+            check_field(f.name, getattr(self, f.name))
+        if not isinstance(self.extra, dict):
+            raise TypeError(f"extra: must be a mapping, got {type(self.extra).__name__}")
+
     @property
     def augment(self) -> AugmentConfig:
         return AugmentConfig(hflip=self.hflip, translate=self.translate, rotate=self.rotate,
                              scale=self.scale, erase_prob=self.erase_prob,
-                             erase_max_area=self.erase_max_area)
+                             erase_max_area=self.erase_max_area, crop=self.crop)
+
+    @property
+    def mixes(self) -> bool:
+        return (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and self.mixup_prob > 0
 
     @classmethod
     def field_names(cls) -> list[str]:

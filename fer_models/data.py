@@ -70,6 +70,28 @@ class FER2013:
         """The data a search trial may see: PrivateTest is removed, not merely unused."""
         return FER2013(self.train, self.public_test, None, self.source)
 
+    def split(self, usage: str) -> Split | None:
+        """The split named by its ``Usage`` value (Training, PublicTest, PrivateTest)."""
+        return {"Training": self.train, "PublicTest": self.public_test,
+                "PrivateTest": self.private_test}[usage]
+
+    def require(self, needs: dict[str, str]) -> None:
+        """DataError unless every split named in ``needs`` (Usage -> what it is needed for) has
+        rows: checked before any compute, so a file lacking a split never starts a search.
+
+        >>> empty = Split(np.zeros((0, 48, 48), np.uint8), np.zeros(0, np.int64))
+        >>> FER2013(empty, empty, None, "x.csv").require({"PublicTest": "validation"})
+        Traceback (most recent call last):
+            ...
+        fer_models.data.DataError: x.csv: no PublicTest rows (needed for validation); ...
+        """
+        lacking = [usage for usage in needs if not len(self.split(usage) or ())]
+        if lacking:
+            found = ", ".join(f"{u} {len(self.split(u) or ())}" for u in SPLITS)
+            raise DataError(f"{self.source}: " + "; ".join(
+                f"no {u} rows (needed for {needs[u]})" for u in lacking)
+                + f"; the file has {found} (Usage column)")
+
 
 def load_fer2013(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
                  use_cache: bool = True) -> FER2013:

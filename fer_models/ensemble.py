@@ -28,6 +28,7 @@ import torch
 
 from .checkpoint import CONFIG_FILE, MODEL_FILE, load_model
 from .config import TrainConfig
+from .textfiles import InputFileError, load_json_object
 
 ENSEMBLE_FILE = "ensemble.json"
 
@@ -48,7 +49,7 @@ class Predictor:
         from .evaluate import predict_proba
 
         probs = [predict_proba(model.to(device), images, cfg.input_size, cfg.in_chans,
-                               batch_size, device, tta) for model, cfg in self.members]
+                               batch_size, device, tta, crop=cfg.crop) for model, cfg in self.members]
         return np.mean(probs, axis=0)
 
 
@@ -74,8 +75,10 @@ def load_predictor(directory: str | os.PathLike, device: str | torch.device = "c
     """Load a single-model folder or an ensemble folder; FileNotFoundError names what is missing."""
     directory = Path(directory)
     if (directory / ENSEMBLE_FILE).is_file():
-        record = json.loads((directory / ENSEMBLE_FILE).read_text())
+        record = load_json_object(directory / ENSEMBLE_FILE)
         members = []
+        if not isinstance(record.get("members"), list):
+            raise InputFileError(f"{directory / ENSEMBLE_FILE}: needs a 'members' list of folders")
         for name in record["members"]:
             member = directory / name
             if not ((member / MODEL_FILE).is_file() and (member / CONFIG_FILE).is_file()):

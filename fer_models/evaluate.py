@@ -16,14 +16,17 @@ import torch.nn.functional as F
 from .augment import prepare_batch, resize, to_float
 from .data import EMOTIONS
 
-TTA_CROP = 44  # ten-crop side on the 48 px source: a zoom of 1.09, inside the training scale range
+TTA_CROP = 44  # ten-crop side for a model trained on whole faces: a zoom of 1.09, inside the
+               # training scale range; a model trained on random crops uses its own crop side
 
 
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, images: torch.Tensor | np.ndarray, input_size: int,
                   in_chans: int = 1, batch_size: int = 512, device: str | torch.device = "cpu",
-                  tta: bool = False, channels_last: bool = False) -> np.ndarray:
-    """Class probabilities (N, 7) for uint8 images (N, 48, 48); ``tta`` averages ten crops+flips."""
+                  tta: bool = False, channels_last: bool = False, crop: int = 0) -> np.ndarray:
+    """Class probabilities (N, 7) for uint8 images (N, 48, 48); ``tta`` averages ten crops+flips.
+    ``crop``: the side of the random crops the model was trained on (0: whole faces); plain
+    evaluation then sees the central crop, TTA ten crops of that side."""
     model.eval()
     device = torch.device(device)
     # A copy: arrays from Ray's object store are read-only, which torch warns about.
@@ -31,7 +34,8 @@ def predict_proba(model: torch.nn.Module, images: torch.Tensor | np.ndarray, inp
     out = []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].to(device, non_blocking=True)
-        views = _ten_crop(batch, input_size, in_chans) if tta else [prepare_batch(batch, input_size, in_chans)]
+        views = (_ten_crop(batch, input_size, in_chans, crop) if tta
+                 else [prepare_batch(batch, input_size, in_chans, crop)])
         probs = 0
         for x in views:
             if channels_last:
@@ -43,10 +47,10 @@ def predict_proba(model: torch.nn.Module, images: torch.Tensor | np.ndarray, inp
     return torch.cat(out).numpy() if out else np.zeros((0, len(EMOTIONS)), np.float32)
 
 
-def _ten_crop(batch: torch.Tensor, input_size: int, in_chans: int) -> list[torch.Tensor]:
+def _ten_crop(batch: torch.Tensor, input_size: int, in_chans: int, crop: int = 0) -> list[torch.Tensor]:
     x = to_float(batch, 1)
     h, w = x.shape[-2:]
-    c = TTA_CROP
+    c = min(crop or TTA_CROP, h, w)
     corners = [(0, 0), (0, w - c), (h - c, 0), (h - c, w - c), ((h - c) // 2, (w - c) // 2)]
     crops = [resize(x[..., t:t + c, l:l + c], input_size) for t, l in corners]
     views = crops + [v.flip(-1) for v in crops]
@@ -81,7 +85,8 @@ def metrics_from_probs(probs: np.ndarray, labels: np.ndarray) -> dict:
 
 def evaluate(model: torch.nn.Module, images, labels, input_size: int, in_chans: int = 1,
              batch_size: int = 512, device="cpu", tta: bool = False,
-             channels_last: bool = False) -> dict:
+             channels_last: bool = False, crop: int = 0) -> dict:
     """Metrics of ``model`` on one split (see :func:`metrics_from_probs`); ``loss`` is the NLL."""
-    probs = predict_proba(model, images, input_size, in_chans, batch_size, device, tta, channels_last)
+    probs = predict_proba(model, images, input_size, in_chans, batch_size, device, tta,
+                          channels_last, crop)
     return metrics_from_probs(probs, np.asarray(labels))

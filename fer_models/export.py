@@ -37,11 +37,11 @@ class FacesToProbabilities(torch.nn.Module):
     def __init__(self, predictor: Predictor):
         super().__init__()
         self.models = torch.nn.ModuleList(m.eval() for m, _ in predictor.members)
-        self.shapes = [(cfg.input_size, cfg.in_chans) for _, cfg in predictor.members]
+        self.views = [(cfg.input_size, cfg.in_chans, cfg.crop) for _, cfg in predictor.members]
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        probs = [F.softmax(model(prepare_batch(faces, size, chans)), dim=1)
-                 for model, (size, chans) in zip(self.models, self.shapes)]
+        probs = [F.softmax(model(prepare_batch(faces, size, chans, crop)), dim=1)
+                 for model, (size, chans, crop) in zip(self.models, self.views)]
         return torch.stack(probs).mean(0)
 
 
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path = export_onnx(args.model_dir, args.output)
-    except FileNotFoundError as e:
+    # a missing file, corrupt JSON (InputFileError) or config, weights that do not load
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"wrote {path}")

@@ -200,14 +200,11 @@ def _score_split(args, model_dir: Path) -> int:
     try:
         path = resolve_data_path(args.data)
         data = load_fer2013(path)
+        data.require({args.usage: "--usage"})
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    split = {"Training": data.train, "PublicTest": data.public_test,
-             "PrivateTest": data.private_test}[args.usage]
-    if split is None or len(split) == 0:
-        print(f"error: {path}: no {args.usage} rows", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    split = data.split(args.usage)
     predictor = _load(model_dir)
     if predictor is None:
         return EXIT_BAD_INPUT

@@ -2,6 +2,8 @@
 
 The whole split lives on the model's device as uint8; each step slices a batch by index and
 augments it there (see ``augment.py``), so there is no DataLoader and no per-image Python work.
+Mixup / CutMix (timm's ``Mixup`` and soft-target loss) mix the augmented batch; an EMA of the
+weights (timm's ``ModelEmaV3``) is validated beside them and kept when it scores better.
 
 Example (one epoch of a tiny model on the small sample; about a minute on 2 CPU cores):
     python -m fer_models.train --data ../shared/data/fer2013-small.csv.gz \\
@@ -24,7 +26,7 @@ import torch
 
 from .augment import augment_batch
 from .config import TrainConfig
-from .data import FER2013, Split
+from .data import EMOTIONS, FER2013, Split
 from .evaluate import evaluate
 from .models import create_model
 from .schedulers import create_lr_scheduler, schedule_info
@@ -76,19 +78,49 @@ def current_lr(optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
 
+def build_mixer(cfg: TrainConfig):
+    """timm's ``Mixup`` for ``cfg`` (it also smooths the labels) or None when nothing is mixed."""
+    if not cfg.mixes:
+        return None
+    from timm.data import Mixup
+
+    return Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, prob=cfg.mixup_prob,
+                 label_smoothing=cfg.label_smoothing, num_classes=len(EMOTIONS))
+
+
+def build_ema(cfg: TrainConfig, model: torch.nn.Module):
+    """timm's ``ModelEmaV3`` of ``model`` or None. Its warm-up lets the average follow the early,
+    fast-moving weights instead of the random init, which matters in runs of a few thousand steps."""
+    if cfg.ema_decay <= 0:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True, warmup_power=3 / 4)
+
+
 def train_one_epoch(model, optimizer, images: torch.Tensor, labels: torch.Tensor,
                     cfg: TrainConfig, generator: torch.Generator, scheduler=None,
-                    num_updates: int = 0, epoch: int = 0) -> dict:
+                    num_updates: int = 0, epoch: int = 0, ema=None) -> dict:
     """One pass over ``images`` (uint8, on the model's device) in shuffled batches.
 
-    Returns ``train_loss`` (mean), ``lr`` (at the end), ``images_per_s`` and ``num_updates``.
-    Raises NonFiniteLossError when the loss is NaN/inf (checked once per epoch: no GPU sync per step).
+    ``ema`` (a ``ModelEmaV3``) is updated after every step. Returns ``train_loss`` (mean),
+    ``lr`` (at the end), ``images_per_s`` and ``num_updates``. Raises NonFiniteLossError when
+    the loss is NaN/inf (checked once per epoch: no GPU sync per step).
     """
+    from timm.loss import SoftTargetCrossEntropy
+
     model.train()
     device = images.device
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    mixer = build_mixer(cfg)
+    loss_fn = (SoftTargetCrossEntropy() if mixer
+               else torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing))
     n = len(images)
     bs = min(cfg.batch_size, n)
+    if mixer:
+        bs -= bs % 2  # timm's Mixup pairs each image with its mirror in the batch
+        # Mixup draws from numpy's global RNG: seeding it by (seed, epoch) makes a seeded rerun,
+        # and a resume from a checkpoint, mix exactly alike, and leaves the batch order unchanged.
+        np.random.seed([cfg.seed % 2**32, epoch])
     perm = torch.randperm(n, generator=generator).to(device)
     total = torch.zeros((), device=device)
     steps = 0
@@ -97,16 +129,21 @@ def train_one_epoch(model, optimizer, images: torch.Tensor, labels: torch.Tensor
     for i in range(0, n - bs + 1, bs):  # drop the ragged last batch: BatchNorm dislikes tiny ones
         idx = perm[i:i + bs]
         x = augment_batch(images[idx], cfg.augment, cfg.input_size, generator, cfg.in_chans)
+        y = labels[idx]
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if mixer:
+            x, y = mixer(x.contiguous() if x.stride(1) == 0 else x, y)  # mixes in place: no views
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss = loss_fn(model(x), labels[idx])
+            loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         num_updates += 1
+        if ema is not None:
+            ema.update(model, step=num_updates)
         steps += 1
         if scheduler is not None:
             scheduler.step_update(num_updates=num_updates)
@@ -143,7 +180,11 @@ def fit(cfg: TrainConfig, data: FER2013,
         model: torch.nn.Module | None = None) -> FitResult:
     """Train ``cfg`` on ``data.train``, validating on PublicTest after every epoch.
 
-    PrivateTest is never read here. ``on_epoch(metrics, get_state)`` is called after each epoch;
+    PrivateTest is never read here. With ``cfg.ema_decay`` the EMA weights are validated too and
+    the better of the two by PublicTest accuracy is what the epoch reports (``val_*``, with
+    ``val_accuracy_raw`` / ``val_accuracy_ema`` and ``ema_selected`` beside) and what is returned;
+    without a validation split (``train_on_public``) the EMA is returned.
+    ``on_epoch(metrics, get_state)`` is called after each epoch;
     ``get_state()`` returns everything :func:`fit` needs to continue (pass it back as
     ``resume_state``), built only when asked so a caller that does not checkpoint pays nothing.
     ``model``: train this module instead of ``build_model(cfg)`` (it is moved to the device).
@@ -163,6 +204,7 @@ def fit(cfg: TrainConfig, data: FER2013,
     labels = torch.from_numpy(np.array(train.labels)).to(device)
     steps_per_epoch = max(len(images) // min(cfg.batch_size, len(images)), 1)
     optimizer, scheduler = build_optimizer(cfg, model, steps_per_epoch)
+    ema = build_ema(cfg, model)
 
     start_epoch, num_updates = 1, 0
     best = {"val_accuracy": -1.0, "val_loss": math.inf, "epoch": 0, "weights": None, "stale": 0}
@@ -170,6 +212,8 @@ def fit(cfg: TrainConfig, data: FER2013,
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
         optimizer.load_state_dict(resume_state["optimizer"])
+        if ema is not None:
+            ema.module.load_state_dict(resume_state["ema"])
         if scheduler is not None and resume_state.get("scheduler") is not None:
             scheduler.load_state_dict(resume_state["scheduler"])
         generator.set_state(resume_state["generator"])
@@ -183,22 +227,33 @@ def fit(cfg: TrainConfig, data: FER2013,
         best.update({k: resume_state["best"][k] for k in ("val_accuracy", "val_loss", "epoch", "stale")})
         best["weights"] = resume_state["best"].get("weights")
 
+    def validate_on_public(module) -> dict:
+        return evaluate(module, data.public_test.images, data.public_test.labels, cfg.input_size,
+                        cfg.in_chans, cfg.eval_batch_size, device,
+                        channels_last=cfg.channels_last, crop=cfg.crop)
+
     stopped_early = False
+    selected = ema.module if ema is not None else model  # what the last epoch would deliver
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
         stats = train_one_epoch(model, optimizer, images, labels, cfg, generator, scheduler,
-                                num_updates, epoch)
+                                num_updates, epoch, ema)
         num_updates = stats.pop("num_updates")
         metrics = {"epoch": epoch, **stats}
         if validate:
-            val = evaluate(model, data.public_test.images, data.public_test.labels, cfg.input_size,
-                           cfg.in_chans, cfg.eval_batch_size, device,
-                           channels_last=cfg.channels_last)
+            val = validate_on_public(model)
+            selected = model
+            if ema is not None:
+                val_ema = validate_on_public(ema.module)
+                metrics.update(val_accuracy_raw=val["accuracy"], val_accuracy_ema=val_ema["accuracy"],
+                               ema_selected=val_ema["accuracy"] > val["accuracy"])
+                if metrics["ema_selected"]:
+                    val, selected = val_ema, ema.module
             metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"],
                            val_macro_f1=val["macro_f1"])
             if val["accuracy"] > best["val_accuracy"]:  # the best checkpoint is kept by accuracy
                 best.update(val_accuracy=val["accuracy"], epoch=epoch,
-                            weights=copy.deepcopy(model.state_dict()) if cfg.early_stop_patience else None)
+                            weights=copy.deepcopy(selected.state_dict()) if cfg.early_stop_patience else None)
             if val["loss"] < best["val_loss"] - 1e-4:  # early stopping watches the loss (Keras-style)
                 best.update(val_loss=val["loss"], stale=0)
             else:
@@ -213,20 +268,24 @@ def fit(cfg: TrainConfig, data: FER2013,
             log(_format_epoch(metrics, cfg.epochs))
         if on_epoch is not None:
             on_epoch(metrics, lambda: _state(model, optimizer, scheduler, generator, epoch,
-                                             num_updates, history, best))
+                                             num_updates, history, best, ema))
         if stopped_early:
             break
     if cfg.early_stop_patience and best["weights"] is not None:
-        model.load_state_dict(best["weights"])  # restore the best-accuracy weights, as the seed did
-    return FitResult(model, history, best_epoch=best["epoch"], stopped_early=stopped_early)
+        # restore the best-accuracy weights, as the seed did (the EMA's, when they were better)
+        selected.load_state_dict(best["weights"])
+    return FitResult(selected, history, best_epoch=best["epoch"], stopped_early=stopped_early)
 
 
-def _state(model, optimizer, scheduler, generator, epoch, num_updates, history, best) -> dict:
+def _state(model, optimizer, scheduler, generator, epoch, num_updates, history, best,
+           ema=None) -> dict:
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict() if scheduler is not None else None,
              "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
              "epoch": epoch, "num_updates": num_updates, "history": history,
              "best": {k: best[k] for k in ("val_accuracy", "val_loss", "epoch", "stale")}}
+    if ema is not None:
+        state["ema"] = ema.module.state_dict()
     if best.get("weights") is not None:  # only kept with early stopping, to restore at the end
         state["best"]["weights"] = best["weights"]
     if scheduler is not None and hasattr(scheduler, "lr_scheduler"):
@@ -238,6 +297,9 @@ def _format_epoch(m: dict, epochs: int) -> str:
     text = f"epoch {m['epoch']:>3}/{epochs}  train_loss {m['train_loss']:.4f}"
     if "val_accuracy" in m:
         text += f"  val_loss {m['val_loss']:.4f}  val_acc {m['val_accuracy']:.4f}"
+    if "val_accuracy_ema" in m:
+        text += (f" ({'EMA' if m['ema_selected'] else 'raw'}; raw {m['val_accuracy_raw']:.4f},"
+                 f" EMA {m['val_accuracy_ema']:.4f})")
     return text + f"  lr {m['lr']:.2e}  {m['images_per_s']:.0f} img/s  {m['seconds']:.1f}s"
 
 
@@ -278,8 +340,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = TrainConfig.from_dict(values)
         create_model(cfg.backbone, input_size=cfg.input_size,  # fail fast on a bad model config
-                     head_hidden=cfg.head_hidden, pre_logits=cfg.pre_logits)
+                     in_chans=cfg.in_chans, head_hidden=cfg.head_hidden, pre_logits=cfg.pre_logits,
+                     pretrained_file=cfg.pretrained_file)
         data = load_fer2013(resolve_data_path(args.data))
+        needs = {"Training": "training"}
+        if not cfg.train_on_public:
+            needs["PublicTest"] = "validation after every epoch"
+        if args.test:
+            needs["PrivateTest"] = "--test"
+        data.require(needs)
     except (DataError, ModelConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -291,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.test:
         for tta in ([False, True] if args.tta else [False]):
             m = evaluate(result.model, data.private_test.images, data.private_test.labels,
-                         cfg.input_size, cfg.in_chans, cfg.eval_batch_size, device, tta=tta)
+                         cfg.input_size, cfg.in_chans, cfg.eval_batch_size, device, tta=tta,
+                         crop=cfg.crop)
             report["private_test_tta" if tta else "private_test"] = m
             print(f"PrivateTest accuracy{' (TTA)' if tta else ''}: {m['accuracy']:.4f} (n={m['n']})")
     if args.output:

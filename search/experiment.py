@@ -18,13 +18,36 @@ from .retrain import retrain_top
 from .scheduler import ResumableASHA
 from .searcher import PrunedAwareOptunaSearch
 from .samplers import create_sampler
+from .console import ConsoleCallback, quiet_ray_console
 from .tbx_callback import SearchTBXLoggerCallback
+from .tensorboard_logs import write_hparams_experiment
 from .space import RUNG_METRICS, SearchSpace
 from .trainable import train_trial
 
 
 class AllTrialsFailed(RuntimeError):
     pass
+
+
+class ResourceError(ValueError):
+    """A trial asks for more than any node of the cluster has: it would wait forever."""
+
+
+def check_trial_fits(resources: dict, nodes: list[dict], space_path) -> None:
+    """ResourceError unless one node holds a trial's CPUs and GPUs (Ray would queue it forever).
+
+    >>> check_trial_fits({"cpu": 4, "gpu": 0}, [{"CPU": 2.0}], "cpu.yaml")
+    Traceback (most recent call last):
+        ...
+    search.experiment.ResourceError: cpu.yaml: resources: a trial needs 4 CPU and 0 GPU, but the largest node has 2 CPU and 0 GPU; lower resources.cpus_per_trial / gpus_per_trial
+    """
+    if any(n.get("CPU", 0) >= resources["cpu"] and n.get("GPU", 0) >= resources["gpu"] for n in nodes):
+        return
+    cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    raise ResourceError(f"{space_path}: resources: a trial needs {resources['cpu']:g} CPU and "
+                        f"{resources['gpu']:g} GPU, but the largest node has {cpus:g} CPU and "
+                        f"{gpus:g} GPU; lower resources.cpus_per_trial / gpus_per_trial")
 
 
 def start_ray(address: str | None, num_cpus: int | None) -> None:
@@ -64,7 +87,8 @@ def build_trainable(space: SearchSpace, data: FER2013, resources: dict, trial_fn
 def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: dict,
                 verbose: int = 1, trial_fn=train_trial, reuse_actors: bool = True) -> tune.Tuner:
     """The Tuner of a search. ``reuse_actors``: a finished trial's process runs the next trial,
-    which saves the next one's 4-5 s of importing torch and timm (bench/bench_scheduling.py)."""
+    which saves the next one's 4-5 s of importing torch and timm (bench/bench_scheduling.py).
+    ``verbose``: 0 silent, 1 this project's lines (:mod:`search.console`), 2 Ray's output too."""
     searcher = PrunedAwareOptunaSearch(
         space=space.suggest, metric=space.metric, mode=space.mode,
         sampler=create_sampler(space.search.sampler, space.search.seed),
@@ -83,6 +107,12 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
                                      if own_metric else {}))
     else:
         scheduler = FIFOScheduler()
+    callbacks = [SearchTBXLoggerCallback()]  # replaces Ray's TBX logger (see tbx_callback.py)
+    if verbose >= 1:
+        callbacks.append(ConsoleCallback(
+            metric=space.metric, mode=space.mode, num_samples=space.search.num_samples,
+            max_epochs=space.max_epochs, scheduler=scheduler,
+            time_budget_s=space.search.time_budget_minutes * 60 or None))
     return tune.Tuner(
         build_trainable(space, data, resources, trial_fn),
         tune_config=tune.TuneConfig(
@@ -95,9 +125,8 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
             name=experiment.name, storage_path=str(experiment.parent),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # resume needs only the last
             failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
-            # Replaces Ray's TBX logger: HParams sessions from trial start, failures marked.
-            callbacks=[SearchTBXLoggerCallback()],
-            verbose=verbose))
+            callbacks=callbacks,
+            verbose=verbose if verbose >= 2 else 0))
 
 
 def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, address=None,
@@ -111,8 +140,13 @@ def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, addre
     """
     started = started or time.time()
     experiment.mkdir(parents=True, exist_ok=True)
+    if verbose < 2:
+        quiet_ray_console()
     start_ray(address, num_cpus)
     resources = trial_resources(space)
+    if address is None:  # a cluster's autoscaler may still add a node that fits; a local Ray won't
+        check_trial_fits(resources, [n["Resources"] for n in ray.nodes() if n.get("Alive")],
+                         space.path)
     print(f"experiment: {experiment}{' (resumed)' if resume else ''}\n"
           f"  {space.search.num_samples} trials, sampler {space.search.sampler} "
           f"(seed {space.search.seed}), scheduler {space.search.scheduler}"
@@ -125,6 +159,7 @@ def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, addre
                                    resume_unfinished=True, resume_errored=False)
         results = tuner.get_results() if retrain_only else tuner.fit()
     else:
+        write_hparams_experiment(experiment, space)
         tuner = build_tuner(space, data, experiment, resources, verbose, trial_fn=trial_fn)
         results = tuner.fit()
     return finish_experiment(space, data, experiment, results, command=command,

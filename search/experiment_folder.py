@@ -23,6 +23,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from fer_models.textfiles import load_json, load_json_object
+
 __all__ = ["COMPLETED", "STOPPED_EARLY", "FAILED", "STATUSES", "STUDY_NAME", "ExperimentFolder",
            "config_of", "is_missing", "plain", "write_json"]
 
@@ -108,7 +110,7 @@ class ExperimentFolder:
 
     def read_history(self) -> list[dict]:
         """The retrain's per-epoch metrics (model/history.json), or [] when there is none."""
-        return json.loads(self.history_json.read_text()) if self.history_json.is_file() else []
+        return load_json(self.history_json) if self.history_json.is_file() else []
 
     def read_model_config(self) -> dict:
         return _read_json(self.model_dir / "config.json")
@@ -203,4 +205,4 @@ def write_json(path: Path, obj) -> None:
 
 
 def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return load_json_object(path) if path.is_file() else {}  # InputFileError names a bad file

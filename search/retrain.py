@@ -4,7 +4,9 @@ as Ray tasks, so a cluster runs them on GPU workers; then score PrivateTest once
 * Several seeds of the winner give mean +- sd; the saved ``model/`` is the first seed's (choosing a
   seed by its PrivateTest score would be selecting on the test set).
 * With top_k > 1 the members (the first seed of each of the k best configs) are saved in
-  ``ensemble/`` and their averaged probabilities are scored beside each member's own.
+  ``ensemble/`` and their averaged probabilities are scored beside each member's own. With
+  ``retrain.ensemble_seeds`` the winner's other seeds are members too (``member-0-seed<s>``):
+  on two cores, one config x two seeds side by side gives its mean +- sd and an ensemble.
 * Every score is reported plain and, with ``retrain.tta``, with ten-crop + flip TTA.
 """
 from __future__ import annotations
@@ -40,10 +42,10 @@ def retrain_one(config: dict, data: FER2013, threads: int, tta: bool) -> dict:
     test = data.private_test
     out = {"seed": cfg.seed, "history": result.history,
            "probs": predict_proba(result.model, test.images, cfg.input_size, cfg.in_chans,
-                                  cfg.eval_batch_size, device)}
+                                  cfg.eval_batch_size, device, crop=cfg.crop)}
     if tta:
         out["probs_tta"] = predict_proba(result.model, test.images, cfg.input_size, cfg.in_chans,
-                                         cfg.eval_batch_size, device, tta=True)
+                                         cfg.eval_batch_size, device, tta=True, crop=cfg.crop)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in result.model.state_dict().items()}
     out["weights"] = to_safetensors(state)
     return out
@@ -91,8 +93,8 @@ def retrain_configs(space, configs: list[dict]) -> list[dict]:
         if config["train_on_public"] and SCHEDULES[schedule].needs_validation:
             config["scheduler"] = "cosine"  # it steps on a validation split, which is trained on
         seeds = space.retrain.seeds if i == 0 else space.retrain.seeds[:1]
-        for s in seeds:
-            extra = {**(config.get("extra") or {}), "member": f"member-{i}"}
+        for j, s in enumerate(seeds):
+            extra = {**(config.get("extra") or {}), "member": f"member-{i}", "first_seed": j == 0}
             tasks.append({**config, "seed": int(s), "extra": extra})
     return tasks
 
@@ -143,18 +145,18 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
     if "probs_tta" in first:
         metrics["tta"] = metrics_from_probs(first["probs_tta"], labels)
 
-    # The ensemble: the first run of each config, probabilities averaged.
-    if len(configs) > 1:
-        firsts = {}
-        for t, o in zip(tasks, outs):
-            firsts.setdefault(t["extra"]["member"], (t, o))
-        members = list(firsts.values())
+    # The ensemble: the first run of each config (and, with ensemble_seeds, every seed of the
+    # winner), probabilities averaged.
+    members = ensemble_runs(list(zip(tasks, outs)), space.retrain.ensemble_seeds)
+    if len(members) > 1:
         cfgs = [TrainConfig.from_dict(t) for t, _ in members]
-        member_dirs = [save_model_bytes(folder.ensemble_dir / t["extra"]["member"], o["weights"], c)
-                       for (t, o), c in zip(members, cfgs)]
+        names = [_member_name(t) for t, _ in members]
+        member_dirs = [save_model_bytes(folder.ensemble_dir / name, o["weights"], c)
+                       for name, (_, o), c in zip(names, members, cfgs)]
         ids = list(trial_ids or [None] * len(configs))
-        member_info = [{"member": t["extra"]["member"], "trial_id": ids[i], "backbone": c.backbone,
-                        **scores(o)} for i, ((t, o), c) in enumerate(zip(members, cfgs))]
+        member_info = [{"member": name, "trial_id": ids[int(t["extra"]["member"].split("-")[1])],
+                        "backbone": c.backbone, **scores(o)}
+                       for name, (t, o), c in zip(names, members, cfgs)]
         save_ensemble(folder.ensemble_dir, member_dirs, {"members_info": member_info})
         ens = {"k": len(members), "members": member_info,
                **metrics_from_probs(np.mean([o["probs"] for _, o in members], axis=0), labels)}
@@ -164,6 +166,33 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
         metrics["ensemble"] = ens
     return {"metrics": metrics, "epochs": first_task["epochs"],
             "seeds": [o["seed"] for _, o in winner_runs], "history": first["history"]}
+
+
+def ensemble_runs(runs: list[tuple[dict, dict]], every_seed: bool) -> list[tuple[dict, dict]]:
+    """The (task, outcome) pairs the ensemble averages: each config's first seed, and with
+    ``every_seed`` the winner's (member-0's) other seeds too.
+
+    >>> runs = [({"extra": {"member": m}, "seed": s}, {}) for m, s in
+    ...         [("member-0", 0), ("member-0", 1), ("member-1", 0)]]
+    >>> [(t["extra"]["member"], t["seed"]) for t, _ in ensemble_runs(runs, False)]
+    [('member-0', 0), ('member-1', 0)]
+    >>> [(t["extra"]["member"], t["seed"]) for t, _ in ensemble_runs(runs, True)]
+    [('member-0', 0), ('member-0', 1), ('member-1', 0)]
+    """
+    chosen, seen = [], set()
+    for task, out in runs:
+        member = task["extra"]["member"]
+        if member not in seen or (every_seed and member == "member-0"):
+            chosen.append((task, out))
+            seen.add(member)
+    return chosen
+
+
+def _member_name(task: dict) -> str:
+    """The folder of an ensemble member: member-<i>, or member-0-seed<s> for the winner's
+    extra seeds."""
+    name = task["extra"]["member"]
+    return name if task.get("extra", {}).get("first_seed", True) else f"{name}-seed{task['seed']}"
 
 
 def _short(m: dict) -> dict:

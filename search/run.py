@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from datetime import datetime
@@ -16,6 +17,7 @@ from pathlib import Path
 from fer_models.cli import DATA_ENV, DEFAULT_DATA, EXIT_BAD_INPUT, prog, resolve_data_path
 from fer_models.data import DataError, load_fer2013
 from fer_models.models import ModelConfigError
+from fer_models.textfiles import InputFileError
 
 from .experiment_folder import ExperimentFolder
 from .space import SpaceError, load_space
@@ -25,6 +27,12 @@ EXIT_ALL_FAILED = 3   # every trial failed: nothing to retrain
 
 class UsageError(Exception):
     """Bad command-line input; printed as one line, exit code 2."""
+
+
+# What a search reads from each split; a file lacking one stops before Ray starts.
+SEARCH_NEEDS = {"Training": "training every trial",
+                "PublicTest": "validating and ranking the trials",
+                "PrivateTest": "the final report, which scores the winner on it once"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-duplicates", action="store_true", default=None,
                    help="set search.drop_duplicates: train on no face that is pixel-identical to "
                         "a PublicTest or PrivateTest face (see python -m fer_models.audit)")
-    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Ray Tune verbosity")
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                   help="0: quiet; 1 (default): one line per trial event, a progress line, the "
+                        "retrain's epochs; 2: also Ray Tune's own output")
     return p
 
 
@@ -99,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             _check_writable(output)
         print(f"Loading {data_path} ...", flush=True)
         data = load_fer2013(data_path)
-    except (SpaceError, DataError, ModelConfigError, UsageError) as e:
+        data.require(SEARCH_NEEDS)
+    except (SpaceError, DataError, ModelConfigError, UsageError, InputFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if space.search.drop_duplicates:
@@ -114,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         _record_run(experiment, space, data_path, args, argv)
 
     # 2. The search.
-    from .experiment import AllTrialsFailed, run_experiment
+    from .experiment import AllTrialsFailed, ResourceError, run_experiment
 
     try:
         outcome = run_experiment(space, data, experiment, address=args.address,
@@ -124,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     except AllTrialsFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ALL_FAILED
+    except ResourceError as e:  # found once Ray is up, before any trial starts
+        if not args.resume:  # only this invocation's run.json and space.yaml are there
+            _discard_unstarted(experiment)
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     finally:
         import ray
 
@@ -180,6 +196,14 @@ def _record_run(experiment: Path, space, data_path: Path, args, argv) -> None:
     folder.run_json.write_text(json.dumps(record, indent=2))
 
 
+def _discard_unstarted(experiment: Path) -> None:
+    """Remove a new experiment folder that holds only what :func:`_record_run` wrote, so the
+    same --name can be used again once the input is fixed."""
+    folder = ExperimentFolder(experiment)
+    if {p.name for p in experiment.iterdir()} <= {folder.RUN, folder.SPACE}:
+        shutil.rmtree(experiment)
+
+
 def _prepare_resume(args):
     experiment = Path(args.resume).resolve()
     folder = ExperimentFolder(experiment)
@@ -190,6 +214,10 @@ def _prepare_resume(args):
     if args.space:
         raise UsageError("--resume takes the space from the experiment folder; drop SPACE")
     record = folder.read_run()
+    missing = [k for k in ("overrides", "data") if k not in record]
+    if missing:
+        raise UsageError(f"{run_file}: lacks {', '.join(missing)}; it was not written by this tool "
+                         "or was edited")
     space = load_space(folder.space_yaml)
     apply_overrides(space, record["overrides"])
     # A resumed search keeps its settings; a new retrain of it may change the retrain's.

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from fer_models.cli import EXIT_BAD_INPUT, add_data_argument, prog, resolve_data_path
 from fer_models.config import TrainConfig
+from fer_models.textfiles import load_yaml
 from fer_models.data import FER2013, DataError, Split, load_fer2013
 from fer_models.models import ModelConfigError, check_input_size
 
@@ -34,7 +34,7 @@ class SeedRun:
 def load_runs(path: str | Path) -> list[SeedRun]:
     """The runs of a seed file, each as a resolved TrainConfig (``common`` + its own ``params``)."""
     path = Path(path)
-    doc = yaml.safe_load(path.read_text())
+    doc = load_yaml(path)  # InputFileError (a ValueError) names the file
     if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list) or not doc["runs"]:
         raise ValueError(f"{path}: needs a non-empty 'runs' list")
     runs = []
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = load_runs(args.runs)
         data = subsample(load_fer2013(resolve_data_path(args.data)), args.train_limit)
+        data.require({"Training": "training", "PublicTest": "validation",
+                      "PrivateTest": "the table's test accuracy"})
     except (ValueError, DataError, ModelConfigError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

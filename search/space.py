@@ -36,11 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fer_models.config import TrainConfig
-from fer_models.models import ModelConfigError, check_backbone, min_input_size
-from fer_models.schedulers import SCHEDULES
+from fer_models.models import min_input_size
+from fer_models.textfiles import InputFileError, load_yaml
+from fer_models.validation import ConfigError, check_field
 
 from .samplers import SAMPLERS
 
@@ -87,6 +86,8 @@ class RetrainSettings:
     train_on_public: bool = False
     tta: bool = True                 # also report ten-crop+flip accuracy (beside the plain one)
     top_k: int = 1                   # >1: also retrain the next best distinct configs, ensemble them
+    ensemble_seeds: bool = False     # the ensemble also averages the winner's other seeds (with
+                                     # top_k 1 and 2 seeds: one config, its mean +- sd and ensemble)
 
 
 @dataclass
@@ -181,9 +182,9 @@ def load_space(path: str | Path) -> SearchSpace:
     if not path.is_file():
         raise SpaceError(f"{path}: no such search-space file")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SpaceError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
+        raw = load_yaml(path)  # UTF-8 only, a key given twice refused
+    except InputFileError as e:
+        raise SpaceError(str(e)) from None
     if not isinstance(raw, dict):
         raise SpaceError(f"{path}: expected a mapping with a 'params' section, got "
                          f"{type(raw).__name__}")
@@ -199,11 +200,11 @@ def load_space(path: str | Path) -> SearchSpace:
     retrain = _section(raw, "retrain", RetrainSettings, err)
     _check_settings(search, resources, retrain, err)
     params = {name: _param(name, spec, err) for name, spec in raw["params"].items()}
-    _check_params(params, err)
     space = SearchSpace(path=path, name=str(raw.get("name") or path.stem),
                         data=raw.get("data"), metric=metric, mode=METRICS[metric],
                         search=search, resources=resources, retrain=retrain, params=params)
     _check_backbones(space, err)
+    _check_weight_files(space, err)
     return space
 
 
@@ -260,6 +261,8 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
     if search.rung_metric and search.rung_metric not in RUNG_METRICS:
         raise err("search.rung_metric", f"must be one of {', '.join(RUNG_METRICS)} (or empty: the "
                                         f"search metric), got {search.rung_metric!r}")
+    if not 0 <= search.seed < 2**32:  # Optuna's samplers seed numpy with it
+        raise err("search.seed", f"must be an integer in [0, 4294967295], got {search.seed}")
     if search.time_budget_minutes < 0:
         raise err("search.time_budget_minutes", "must be >= 0 (0 = no budget)")
     if search.max_failures < 0:
@@ -276,6 +279,10 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
         raise err("retrain.top_k", f"must be an integer >= 1, got {retrain.top_k!r}")
     if not retrain.seeds or not all(_matches(s, int) for s in retrain.seeds):
         raise err("retrain.seeds", f"must be a non-empty list of integers, got {retrain.seeds!r}")
+    for seed in retrain.seeds:  # each becomes a TrainConfig seed: the field's own rule
+        _check_value("retrain.seeds", "seed", seed, err)
+    if retrain.epochs:
+        _check_value("retrain.epochs", "epochs", retrain.epochs, err)
 
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
@@ -288,7 +295,7 @@ def _param(name: str, spec, err) -> Param:
         _reject_unknown({name: None}, set(_FIELD_TYPES) - _NOT_TUNABLE, "params.", err)
     ftype = _FIELD_TYPES[name]
     if not isinstance(spec, dict):
-        _check_value(key, spec, ftype, err)
+        _check_value(key, name, spec, err)
         return Param(name, "fixed", value=spec)
     kinds = [k for k in spec if k in DISTRIBUTIONS]
     if len(kinds) != 1:
@@ -301,7 +308,7 @@ def _param(name: str, spec, err) -> Param:
         if not isinstance(bounds, list) or not bounds:
             raise err(f"{key}.choice", "must be a non-empty list")
         for v in bounds:
-            _check_value(f"{key}.choice", v, ftype, err)
+            _check_value(f"{key}.choice", name, v, err)
         if len(set(map(repr, bounds))) != len(bounds):
             raise err(f"{key}.choice", f"has duplicate values: {bounds}")
         if "step" in spec or "log" in spec:
@@ -332,66 +339,29 @@ def _param(name: str, spec, err) -> Param:
         raise err(f"{key}.log", "log: true is for int ranges (use loguniform for floats)")
     if log and step not in (None, 1):
         raise err(f"{key}.log", "log: true cannot be combined with a step")
-    if ftype == "float" and _NONNEGATIVE.get(name) and low < 0:
-        raise err(f"{key}.{kind}", f"{name} cannot be negative, got low {low}")
+    for end in (low, high):  # both ends can be proposed: each must be a value the field accepts
+        _check_value(f"{key}.{kind}", name, float(end) if ftype == "float" else end, err)
     return Param(name, kind, low=low, high=high, step=step, log=log)
 
 
-_NONNEGATIVE = {n: True for n in ("dropout", "drop_path", "lr", "weight_decay", "label_smoothing",
-                                  "grad_clip", "translate", "rotate", "scale", "erase_prob",
-                                  "hflip", "warmup_epochs", "min_lr", "momentum")}
-_UNIT_INTERVAL = ("dropout", "drop_path", "label_smoothing", "hflip", "erase_prob", "erase_max_area")
+def _check_value(key: str, name: str, value, err) -> None:
+    """The field's own rule (fer_models.validation), reported at ``key`` of this file."""
+    try:
+        check_field(name, value)
+    except ConfigError as e:
+        raise err(key, str(e).removeprefix(f"{name}: ")) from None
 
 
-def _check_value(key: str, value, ftype: str, err) -> None:
-    ok = {"int": lambda v: _matches(v, int), "float": _is_number, "bool": lambda v: isinstance(v, bool),
-          "str": lambda v: isinstance(v, str),
-          "str | None": lambda v: v is None or isinstance(v, str)}.get(ftype, lambda v: True)
-    if not ok(value):
-        raise err(key, f"must be {ftype}, got {value!r} ({type(value).__name__})")
-
-
-def _check_params(params: dict[str, Param], err) -> None:
-    for name in _UNIT_INTERVAL:
-        p = params.get(name)
-        if p is None:
-            continue
-        values = [p.value] if p.kind == "fixed" else (p.value if p.kind == "choice" else [p.low, p.high])
-        if any(not 0 <= v <= 1 for v in values):
-            raise err(f"params.{name}", f"must lie in [0, 1], got {values}")
-    for name in ("epochs", "batch_size", "input_size"):
-        p = params.get(name)
-        if p is None:
-            continue
-        values = [p.value] if p.kind == "fixed" else (p.value if p.kind == "choice" else [p.low])
-        if any(v < 1 for v in values):
-            raise err(f"params.{name}", f"must be >= 1, got {values}")
-    for name in ("scheduler",):
-        p = params.get(name)
-        values = [] if p is None else ([p.value] if p.kind == "fixed" else p.value)
-        bad = [v for v in values if v not in SCHEDULES]
-        if bad:
-            raise err(f"params.{name}", f"unknown scheduler {bad[0]!r}; one of "
-                                        f"{', '.join(SCHEDULES)}")
-    p = params.get("optimizer")
-    if p is not None:
-        from timm.optim import list_optimizers
-
-        known = set(list_optimizers())
-        for v in ([p.value] if p.kind == "fixed" else p.value):
-            if v.lower() not in known:
-                close = difflib.get_close_matches(v, sorted(known), n=2)
-                raise err("params.optimizer", f"unknown timm optimizer {v!r}"
-                          + (f"; did you mean {', '.join(close)}?" if close else ""))
+def _check_weight_files(space: SearchSpace, err) -> None:
+    """Every pretrained_file a trial could get exists here (the driver sees what trials see)."""
+    p = space.params.get("pretrained_file")
+    values = [] if p is None else ([p.value] if p.kind == "fixed" else p.value)
+    for v in values:
+        if v is not None and not Path(v).is_file():
+            raise err("params.pretrained_file", f"{v}: no such weights file")
 
 
 def _check_backbones(space: SearchSpace, err) -> None:
-    key = "params.backbone"
-    for b in space.backbones():
-        try:
-            check_backbone(b)
-        except ModelConfigError as e:
-            raise err(key, str(e)) from None
     size = space.params.get("input_size") or Param("input_size", "fixed", value=TrainConfig().input_size)
     for b in space.backbones():
         smallest = min_input_size(b)

@@ -38,20 +38,17 @@ STATUS_CODES = {status: code for code, status in enumerate(STATUSES)}  # search/
 EPOCH_SCALARS = ("train_loss", "lr", "images_per_s", "val_loss", "val_accuracy", "val_macro_f1",
                  "seconds", "epoch")
 
-# (tag, display name, description, dataset) of the HParams dashboard's metric columns.
+# (tag, display name, description, dataset) of the HParams dashboard's metric columns, in the
+# order shown: only what a person compares trials by (not Ray's bookkeeping scalars).
 METRICS = (
     ("search/best_val_accuracy", "PublicTest acc. (best epoch)",
      "The selection metric: the trial's best PublicTest accuracy over its epochs.", "validation"),
     (RAY_PREFIX + "val_accuracy", "PublicTest acc. (last epoch)", "", "validation"),
     (RAY_PREFIX + "val_loss", "PublicTest loss (last epoch)", "", "validation"),
-    (RAY_PREFIX + "val_macro_f1", "PublicTest macro-F1 (last epoch)", "", "validation"),
     (RAY_PREFIX + "train_loss", "train loss (last epoch)", "", "training"),
     (RAY_PREFIX + "epoch", "epochs run", "Fewer than the config's epochs: stopped by ASHA.", ""),
     ("search/status", "status",
      ", ".join(f"{code} {status}" for status, code in STATUS_CODES.items()) + ".", ""),
-    ("private_test/accuracy", "PrivateTest acc. (retrain)", "Scored once, on the retrain.", ""),
-    ("private_test/accuracy_tta", "PrivateTest acc. TTA (retrain)", "Ten-crop + flip.", ""),
-    ("private_test/macro_f1", "PrivateTest macro-F1 (retrain)", "", ""),
 )
 
 
@@ -162,6 +159,8 @@ def _experiment_summary(values: dict[str, list], space_params: dict):
         info = api_pb2.HParamInfo(name=name)
         if param is not None and param.kind == "choice":
             seen += [v for v in (hparam_value(x) for x in param.value) if v is not None]
+        if param is not None and param.kind not in ("choice", "fixed"):
+            seen += [float(param.low), float(param.high)]  # the range, before any trial ran
         kinds = {type(v) for v in seen}
         if not seen:
             continue
@@ -195,6 +194,15 @@ def _experiment_summary(values: dict[str, list], space_params: dict):
 
     return _hparams_summary(metadata.EXPERIMENT_TAG,
                             plugin_data_pb2.HParamsPluginData(experiment=experiment))
+
+
+def write_hparams_experiment(experiment: Path, space) -> Path:
+    """The search-wide ``_hparams_/experiment`` from the space alone, written before the first
+    trial, so the HParams tab shows :data:`METRICS` while the search runs (without it,
+    TensorBoard makes a column of every scalar it finds). The report step rewrites it with the
+    values seen."""
+    searched = {name: [] for name, p in space.params.items() if p.kind != "fixed"}
+    return write_events_file(Path(experiment), [_experiment_summary(searched, space.params)])
 
 
 def _load_space_params(folder: ExperimentFolder) -> dict:

@@ -148,7 +148,7 @@ def smoke_experiment(tmp_path_factory, fer_cache_dir):
     out = tmp_path_factory.mktemp("results")
     proc = subprocess.run(
         [sys.executable, "-m", "search.run", "spaces/smoke.yaml", "--data", str(data),
-         "--output", str(out), "--name", "smoke", "--verbose", "0",
+         "--output", str(out), "--name", "smoke",  # default verbosity: the console is tested
          # The smoke run also exercises the ensemble and the duplicate filter (no extra epochs:
          # the two retrains run side by side).
          "--top-k", "2", "--drop-duplicates"],

@@ -5,6 +5,7 @@ real ``tensorboard`` server; the others build a tiny synthetic experiment (no Ra
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from search.tensorboard_logs import METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = "ray/tune/"                         # TBXLoggerCallback's tag prefix
@@ -158,49 +160,76 @@ def test_experiment_level_hparams_summary_lists_every_param_and_metric(experimen
     lr = infos["lr"].domain_interval
     assert lr.min_value <= trials["config/lr"].min() and lr.max_value >= trials["config/lr"].max()
     tags = {m.name.tag for m in exp.metric_infos}
-    assert {RAY + "val_accuracy", "search/best_val_accuracy", "private_test/accuracy"} <= tags
+    assert [m.name.tag for m in exp.metric_infos] == [tag for tag, *_ in METRICS]
 
 
 # --- (b) a real TensorBoard server --------------------------------------------------------------
+
+@contextlib.contextmanager
+def tensorboard(logdir: Path, ready):
+    """A real TensorBoard (default settings, so its fast loader) on ``logdir``; yields its base
+    URL once ``ready(base)`` returns something true (polled for up to 60 s)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            try:
+                if ready(base):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(f"TensorBoard on {logdir} was not ready within 60 s")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+        proc.stdout.close()
+
+
+def hparams_experiment(base: str) -> dict:
+    """The experiment as the HParams tab requests it (tf-hparams-query-pane sends no
+    includeMetrics, so the metric columns are the experiment summary's)."""
+    return http_json(f"{base}/data/plugin/hparams/experiment",
+                     {"experimentName": "", "hparamsLimit": 1000})
+
 
 @pytest.mark.slow
 def test_tensorboard_serves_every_trial_scalars_and_hparams(experiment):
     trials = read_trials(experiment)
     runs = {trial_folder(experiment, t).name: t for t in trials.trial_id}
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(experiment),
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        tags, listed = {}, []
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
-            try:
-                listed = http_json(f"{base}/data/runs")
-                if set(runs) | {"retrain"} <= set(listed):
-                    tags = http_json(f"{base}/data/plugin/scalars/tags")
-                    if all(RAY + "val_accuracy" in tags.get(r, {}) for r in runs):
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail(f"TensorBoard listed {listed} / tags for {sorted(tags)} within 60 s")
+    tags: dict = {}
+
+    def ready(base):
+        if not set(runs) | {"retrain"} <= set(http_json(f"{base}/data/runs")):
+            return False
+        tags.update(http_json(f"{base}/data/plugin/scalars/tags"))
+        return all(RAY + "val_accuracy" in tags.get(r, {}) for r in runs)
+
+    with tensorboard(experiment, ready) as base:
         for run, trial_id in runs.items():
             for name in EPOCH_TAGS:
                 assert RAY + name in tags[run], (trial_id, name, sorted(tags[run]))
         assert RAY + "train_loss" in tags["retrain"]
 
-        # HParams: every trial and the retrain is a row, with the searched hyperparameters as
-        # columns. (Which _hparams_/experiment TensorBoard uses, ours or one of Ray's per-trial
-        # ones, depends on its loader's run order while Ray's logger writes them: see
-        # search/tbx_callback.py.)
-        exp = http_json(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
+        # HParams, requested as the HParams tab requests it (tf-hparams-query-pane: no
+        # includeMetrics, so the metric columns come from the experiment): every trial and the
+        # retrain is a row, the searched hyperparameters and exactly METRICS are the columns.
+        exp = hparams_experiment(base)
         assert {"lr", "optimizer", "dropout", "weight_decay"} <= {h["name"] for h in exp["hparamInfos"]}
-        assert RAY + "val_accuracy" in {m["name"]["tag"] for m in exp["metricInfos"]}
+        assert [m["name"]["tag"] for m in exp["metricInfos"]] == [tag for tag, *_ in METRICS]
+        assert exp["metricInfos"][0]["displayName"] == "PublicTest acc. (best epoch)"
         groups = http_json(f"{base}/data/plugin/hparams/session_groups", {
             "experimentName": "", "startIndex": 0, "sliceSize": 1000,
             "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
@@ -212,17 +241,42 @@ def test_tensorboard_serves_every_trial_scalars_and_hparams(experiment):
         assert set(runs) | {"retrain"} <= set(sessions), sorted(sessions)
         for run, trial_id in runs.items():
             values = {m["name"]["tag"]: m["value"] for m in sessions[run]["metricValues"]}
+            assert set(values) == {tag for tag, *_ in METRICS}, (trial_id, sorted(values))
             assert values[RAY + "val_accuracy"] == pytest.approx(
                 trials.set_index("trial_id").loc[trial_id, "last_val_accuracy"], abs=1e-6)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        proc.stdout.close()
 
+
+
+@pytest.mark.slow
+def test_while_the_search_runs_the_hparams_columns_are_already_the_ones_that_matter(tmp_path):
+    """Before any report step: the experiment summary the driver writes from the space, one
+    trial as Ray's logger and our session file leave it mid-run (Ray's bookkeeping scalars
+    included). Without the summary TensorBoard makes a column of every scalar."""
+    from tensorboardX import SummaryWriter
+
+    from search.space import load_space
+    from search.tensorboard_logs import session_summaries, write_events_file, write_hparams_experiment
+
+    exp = tmp_path / "running"
+    exp.mkdir()
+    space = load_space(REPO / "spaces" / "smoke.yaml")
+    write_hparams_experiment(exp, space)
+    trial = exp / "train_trial_0000a1b2_1_lr=0.001_2026-01-01_00-00-00"
+    start, _ = session_summaries({"lr": 0.001, "dropout": 0.1, "weight_decay": 1e-3,
+                                  "optimizer": "adamw"}, "0000a1b2", "", time.time(), 0.0)
+    write_events_file(trial, [start], suffix=".session")
+    w = SummaryWriter(str(trial))
+    for key in ("val_accuracy", "val_loss", "train_loss", "epoch", "done", "iterations_since_restore",
+                "time_this_iter_s", "images_per_s", "final_epoch"):
+        w.add_scalar(RAY + key, 0.5, global_step=1)
+    w.close()
+
+    with tensorboard(exp, lambda base: trial.name in http_json(f"{base}/data/runs")) as base:
+        got = hparams_experiment(base)
+    assert [m["name"]["tag"] for m in got["metricInfos"]] == [tag for tag, *_ in METRICS]
+    assert {h["name"] for h in got["hparamInfos"]} == {"lr", "dropout", "weight_decay", "optimizer"}
+    lr = next(h for h in got["hparamInfos"] if h["name"] == "lr")
+    assert lr["domainInterval"] == {"minValue": 1e-4, "maxValue": 3e-2}  # the space's range
 
 # --- (c) report.md ------------------------------------------------------------------------------
 

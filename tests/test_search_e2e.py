@@ -38,6 +38,27 @@ def test_search_succeeds_and_last_line_reports_private_test(smoke_run):
     assert "tensorboard --logdir" in proc.stdout
 
 
+def test_console_has_one_line_per_trial_event_and_none_of_rays(smoke_run):
+    proc, exp = smoke_run
+    out = proc.stdout
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
+    for row in trials.itertuples():
+        assert re.search(rf"^trial \d/4 {row.trial_id} started: lr=", out, re.M), row.trial_id
+        ended = r"stopped early after \d epoch\(s\)" if row.status == "stopped_early" else "completed"
+        assert re.search(rf"^trial {row.trial_id} {ended}: PublicTest val_accuracy 0\.\d{{4}}",
+                         out, re.M), (row.trial_id, row.status)
+    # every ASHA stop is announced at its rung, with the bar it missed
+    for tid in trials[trials.status == "stopped_early"].trial_id:
+        assert re.search(rf"^trial {tid} rung 1 \(epoch 1\): val_accuracy 0\.\d+ < cutoff "
+                         r"0\.\d+, stopped$", out, re.M), tid
+    assert re.search(r"^\[\d+\.\d min\] 4 done \(\d stopped early\), 0 running, 0 failed, "
+                     r"0 to start; best 0\.\d{4}", out, re.M)
+    assert re.search(r"\[retrain .*epoch   1/1 ", out)  # the retrain's per-epoch line
+    both = out + proc.stderr
+    assert "driver_artifacts" not in both and "To visualize your results" not in both
+    assert "Trial status:" not in both  # Ray's trial table: only with --verbose 2
+
+
 def test_all_outputs_exist(smoke_run):
     _, exp = smoke_run
     for name in ("trials.csv", "best.yaml", "metrics.json", "summary.json", "space.yaml",
