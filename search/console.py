@@ -59,12 +59,13 @@ class ConsoleCallback(Callback):
     ``time_budget_s`` drive the estimate of what is left."""
 
     def __init__(self, *, metric: str, mode: str, num_samples: int, max_epochs: int,
-                 scheduler=None, time_budget_s: float | None = None,
+                 scheduler=None, time_budget_s: float | None = None, searched=None,
                  print_fn=functools.partial(print, flush=True),
                  progress_every_s: float = PROGRESS_EVERY_S):
         self.metric, self.mode = metric, mode
         self.num_samples, self.max_epochs = num_samples, max_epochs
         self.scheduler, self.time_budget_s = scheduler, time_budget_s
+        self.searched = None if searched is None else list(searched)  # None: print every key
         self.print = print_fn
         self.every = progress_every_s
         self.start = time.time()
@@ -79,8 +80,11 @@ class ConsoleCallback(Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         self.order.setdefault(trial.trial_id, len(self.order) + 1)
         self.started_at.setdefault(trial.trial_id, time.time())
+        config = dict(trial.evaluated_params or trial.config)
+        if self.searched is not None:  # the fixed values are the same for every trial
+            config = {k: v for k, v in config.items() if k in self.searched}
         self.print(f"trial {self.order[trial.trial_id]}/{self.num_samples} {trial.trial_id} "
-                   f"started: {format_config(dict(trial.evaluated_params or trial.config))}")
+                   f"started: {format_config(config)}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         value = result.get(self.metric)

@@ -112,7 +112,8 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
         callbacks.append(ConsoleCallback(
             metric=space.metric, mode=space.mode, num_samples=space.search.num_samples,
             max_epochs=space.max_epochs, scheduler=scheduler,
-            time_budget_s=space.search.time_budget_minutes * 60 or None))
+            time_budget_s=space.search.time_budget_minutes * 60 or None,
+            searched=[name for name, p in space.params.items() if p.kind != "fixed"]))
     return tune.Tuner(
         build_trainable(space, data, resources, trial_fn),
         tune_config=tune.TuneConfig(

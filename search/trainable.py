@@ -3,6 +3,7 @@ epoch. Runs on any node: everything it reads comes through Ray (the dataset via 
 store, the resume state via Tune's checkpoint), never from a path on the driver's machine."""
 from __future__ import annotations
 
+import logging
 import tempfile
 
 import ray
@@ -24,6 +25,9 @@ def train_trial(config: dict, data: FER2013, threads: int = 1, checkpoint: bool 
     if data.private_test is not None:  # the driver must strip it; refuse to run otherwise
         raise RuntimeError("PrivateTest must not be handed to search trials")
     torch.set_num_threads(max(int(threads), 1))
+    # Ray logs "Checkpoint successfully created at: <path>" per epoch per trial, in the worker;
+    # the driver's console already has one line per trial event.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cfg = TrainConfig.from_dict(config)
     resume_state = None
     ckpt = tune.get_checkpoint()

@@ -74,6 +74,13 @@ def test_the_estimate_scales_the_epochs_left_by_the_rate_so_far():
     assert cb.estimate_left(400.0, to_start=2, running=1) == 200.0  # the budget ends it sooner
 
 
+def test_only_the_searched_params_are_printed():
+    cb, lines = console(searched=["lr"])
+    t = trial("ffff", lr=0.01, epochs=3, backbone="resnet10t")
+    cb.on_trial_start(0, [t], t)
+    assert lines == ["trial 1/4 ffff started: lr=0.01"]
+
+
 def test_format_config_rounds_floats_only():
     assert format_config({"lr": 1 / 3, "backbone": "resnet10t", "epochs": 3}) == \
         "lr=0.3333 backbone=resnet10t epochs=3"
