@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .augment import AugmentConfig
-from .validation import check_field
+from .validation import ConfigError, check_field
 
 
 @dataclass
@@ -26,13 +26,16 @@ class TrainConfig:
     drop_path: float = 0.0
     head_hidden: int = 0           # >0: the seed's pool -> dropout -> Dense(hidden) -> Dense(7) head
     pre_logits: bool = True        # False: no VGG fc6/fc7 (4096-wide), as Keras' include_top=False
-    pretrained_file: str | None = None
+    pretrained: bool = False       # timm's ImageNet weights, from the Hugging Face cache
+    pretrained_file: str | None = None  # or weights from a file, or a results model/ folder
     # optimisation
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "adamw"       # any timm optimizer: adamw, sgd (Nesterov), adam, lamb, ...
     lr: float = 1e-3
     weight_decay: float = 0.05
+    layer_decay: float = 0.0       # >0: lr x layer_decay**depth-from-the-top (timm); 0: off
+    head_warmup_epochs: int = 0    # train only the classifier for this many epochs first
     momentum: float = 0.9
     scheduler: str = "cosine"      # a name in fer_models.schedulers.SCHEDULES
     warmup_epochs: float = 0.0
@@ -70,6 +73,9 @@ class TrainConfig:
         # the same per-field rules (fer_models.validation): ConfigError names the field.
         for f in dataclasses.fields(self):
             check_field(f.name, getattr(self, f.name))
+        if self.pretrained and self.pretrained_file is not None:
+            raise ConfigError("pretrained_file: give pretrained (ImageNet weights) or "
+                              "pretrained_file, not both")
         if not isinstance(self.extra, dict):
             raise TypeError(f"extra: must be a mapping, got {type(self.extra).__name__}")
 

@@ -51,7 +51,12 @@ def export_onnx(model_dir: str | os.PathLike, output: str | os.PathLike | None =
     model_dir = Path(model_dir)
     predictor = load_predictor(model_dir)
     default = "ensemble.onnx" if (model_dir / ENSEMBLE_FILE).is_file() else "model.onnx"
-    output = Path(output) if output else model_dir / default
+    return export_predictor(predictor, Path(output) if output else model_dir / default)
+
+
+def export_predictor(predictor: Predictor, output: str | os.PathLike) -> Path:
+    """Export models in memory (``Predictor``) to ``output``, as :func:`export_onnx` does."""
+    output = Path(output)
     module = FacesToProbabilities(predictor).eval()
     module.to(memory_format=torch.contiguous_format)  # ONNX has no layouts; trace plain NCHW
     example = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
@@ -67,12 +72,21 @@ def export_onnx(model_dir: str | os.PathLike, output: str | os.PathLike | None =
     return output
 
 
-def onnx_probabilities(onnx_file: str | os.PathLike, faces: np.ndarray) -> np.ndarray:
-    """Run an exported file with onnxruntime on (N, 48, 48) uint8 faces."""
+def onnx_session(onnx_file: str | os.PathLike, threads: int = 0):
+    """An onnxruntime CPU session of an exported file; ``threads`` > 0 caps its intra-op threads."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-    return session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(faces, dtype=np.uint8)})[0]
+    options = ort.SessionOptions()
+    if threads > 0:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_probabilities(onnx_file: str | os.PathLike, faces: np.ndarray) -> np.ndarray:
+    """Run an exported file with onnxruntime on (N, 48, 48) uint8 faces."""
+    return onnx_session(onnx_file).run(
+        [OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(faces, dtype=np.uint8)})[0]
 
 
 def max_difference(model_dir: str | os.PathLike, onnx_file: str | os.PathLike,

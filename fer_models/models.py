@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .weights import WeightsError, check_weights_file, pretrained_weights_file
+
 NUM_CLASSES = 7
 
 
@@ -36,6 +38,9 @@ class HiddenHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+    def get_classifier(self) -> nn.Module:  # as timm models name their head
+        return self.head
 
 
 def check_backbone(name: str) -> None:
@@ -113,9 +118,8 @@ def check_input_size(backbone: str, input_size: int) -> None:
 
 def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_CLASSES,
                  in_chans: int = 1, dropout: float = 0.0, drop_path: float = 0.0,
-                 head_hidden: int = 0, pre_logits: bool = True,
-                 pretrained_file: str | os.PathLike | None = None,
-                 pretrained_cache: bool = False) -> nn.Module:
+                 head_hidden: int = 0, pre_logits: bool = True, pretrained: bool = False,
+                 pretrained_file: str | os.PathLike | None = None) -> nn.Module:
     """Build a timm model for FER.
 
     Args:
@@ -131,9 +135,11 @@ def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_
             4096-wide convolutions (a 7x7 one over the 1x1 map of a 48 px face, pooled up to
             7x7), 119M of vgg16's 134M parameters. What is left is Keras' ``include_top=False``
             VGG: pooled conv features -> (dropout) -> classifier. No-op for other backbones.
-        pretrained_file: ImageNet (or other) weights from a local ``.safetensors``/``.pth`` file;
-            timm adapts the input conv to ``in_chans`` and drops the mismatched classifier.
-        pretrained_cache: use weights already in the timm/Hugging Face cache, never downloading.
+        pretrained: timm's ImageNet weights for ``backbone``, read from the Hugging Face hub
+            cache (:mod:`fer_models.weights`); never downloaded here, a cache miss is an error.
+        pretrained_file: ImageNet (or other) weights from a local ``.safetensors``/``.pth`` file.
+            Either way timm adapts the input conv to ``in_chans`` and drops the 1000-class
+            classifier.
     """
     import timm
 
@@ -145,14 +151,18 @@ def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_
                         drop_rate=0.0 if head_hidden else dropout)
     if drop_path:
         kwargs["drop_path_rate"] = drop_path
-    if pretrained_file is not None:
-        path = Path(pretrained_file)
-        if not path.is_file():
-            raise ModelConfigError(f"pretrained weights file {path} does not exist")
+    if pretrained and pretrained_file is not None:
+        raise ModelConfigError("give pretrained (ImageNet weights from the cache) or "
+                               "pretrained_file, not both")
+    if pretrained or pretrained_file is not None:
+        try:
+            path = (pretrained_weights_file(backbone) if pretrained
+                    else Path(pretrained_file))
+            check_weights_file(path)
+        except WeightsError as e:
+            raise ModelConfigError(str(e)) from None
+        # timm loads a 'file' before any hub source: the cached file, so nothing is downloaded.
         kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
-    elif pretrained_cache:
-        os.environ["HF_HUB_OFFLINE"] = "1"  # a cache miss must fail here, not download
-        kwargs["pretrained"] = True
     try:
         model = timm.create_model(backbone, **kwargs)
     except TypeError as e:

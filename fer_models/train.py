@@ -28,7 +28,9 @@ from .augment import augment_batch
 from .config import TrainConfig
 from .data import EMOTIONS, FER2013, Split
 from .evaluate import evaluate
-from .models import create_model
+from .checkpoint import is_model_folder, start_from_model_folder
+from .models import HiddenHead, ModelConfigError, create_model
+from .weights import WeightsError
 from .schedulers import create_lr_scheduler, schedule_info
 
 
@@ -50,9 +52,19 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def build_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """The model ``cfg`` starts from: random, ImageNet (``pretrained``), a weights file, or a
+    finished model folder (``pretrained_file: results/<name>/model``, the head rebuilt if it
+    no longer fits)."""
+    start_folder = cfg.pretrained_file if is_model_folder(cfg.pretrained_file or "") else None
     model = create_model(cfg.backbone, input_size=cfg.input_size, in_chans=cfg.in_chans,
                          dropout=cfg.dropout, drop_path=cfg.drop_path, head_hidden=cfg.head_hidden,
-                         pre_logits=cfg.pre_logits, pretrained_file=cfg.pretrained_file)
+                         pre_logits=cfg.pre_logits, pretrained=cfg.pretrained,
+                         pretrained_file=None if start_folder else cfg.pretrained_file)
+    if start_folder:
+        try:
+            start_from_model_folder(model, start_folder, cfg.backbone, cfg.in_chans)
+        except WeightsError as e:
+            raise ModelConfigError(str(e)) from None
     return place_model(model, cfg, device)
 
 
@@ -69,13 +81,47 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, steps_per_epoch: i
     ``cfg.scheduler`` (:mod:`fer_models.schedulers`)."""
     from timm.optim import create_optimizer_v2
 
-    optimizer = create_optimizer_v2(model, opt=cfg.optimizer, lr=cfg.lr,
+    params = layer_decay_groups(model, cfg) if cfg.layer_decay > 0 else model
+    optimizer = create_optimizer_v2(params, opt=cfg.optimizer, lr=cfg.lr,
                                     weight_decay=cfg.weight_decay, momentum=cfg.momentum)
-    return optimizer, create_lr_scheduler(cfg, optimizer, steps_per_epoch)
+    scheduler = create_lr_scheduler(cfg, optimizer, steps_per_epoch)
+    if scheduler is None:  # timm's schedulers apply lr_scale; a constant lr must do it here
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * group.get("lr_scale", 1.0)
+    return optimizer, scheduler
+
+
+def layer_decay_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    """timm's layer-wise lr decay groups (``lr_scale`` = layer_decay ** depth from the top, which
+    timm's schedulers apply). The seed's hidden head is not a timm model: its backbone gets
+    timm's groups and the head the top layer's full lr."""
+    from timm.optim import param_groups_layer_decay, param_groups_weight_decay
+
+    if not isinstance(model, HiddenHead):
+        return param_groups_layer_decay(model, weight_decay=cfg.weight_decay,
+                                        layer_decay=cfg.layer_decay)
+    return (param_groups_layer_decay(model.backbone, weight_decay=cfg.weight_decay,
+                                     layer_decay=cfg.layer_decay)
+            + param_groups_weight_decay(model.head, weight_decay=cfg.weight_decay))
 
 
 def current_lr(optimizer) -> float:
-    return float(optimizer.param_groups[0]["lr"])
+    """The lr of the top layer (with layer decay, the groups below get a fraction of it)."""
+    return max(float(g["lr"]) for g in optimizer.param_groups)
+
+
+def freeze_body(model: torch.nn.Module, frozen: bool) -> None:
+    """Head-only training (``head_warmup_epochs``): everything but the classifier stops learning,
+    its BatchNorm statistics included (eval mode), so the pretrained body is unchanged until the
+    warm-up ends. Call after ``model.train()``."""
+    head = set(model.get_classifier().parameters())
+    for p in model.parameters():
+        if p not in head:
+            p.requires_grad_(not frozen)
+    if frozen:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 def build_mixer(cfg: TrainConfig):
@@ -110,6 +156,8 @@ def train_one_epoch(model, optimizer, images: torch.Tensor, labels: torch.Tensor
     from timm.loss import SoftTargetCrossEntropy
 
     model.train()
+    if cfg.head_warmup_epochs:
+        freeze_body(model, frozen=epoch <= cfg.head_warmup_epochs)
     device = images.device
     mixer = build_mixer(cfg)
     loss_fn = (SoftTargetCrossEntropy() if mixer
@@ -324,7 +372,6 @@ def main(argv: list[str] | None = None) -> int:
     from .checkpoint import save_model
     from .cli import EXIT_BAD_INPUT, add_data_argument, prog, resolve_data_path
     from .data import DataError, load_fer2013
-    from .models import ModelConfigError
 
     parser = argparse.ArgumentParser(
         prog=prog("fer_models.train"),
@@ -339,9 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     values = {k: v for k, v in vars(args).items() if k in TrainConfig.field_names()}
     try:
         cfg = TrainConfig.from_dict(values)
-        create_model(cfg.backbone, input_size=cfg.input_size,  # fail fast on a bad model config
-                     in_chans=cfg.in_chans, head_hidden=cfg.head_hidden, pre_logits=cfg.pre_logits,
-                     pretrained_file=cfg.pretrained_file)
+        build_model(cfg, torch.device("cpu"))  # fail fast on a bad model config or weights
         data = load_fer2013(resolve_data_path(args.data))
         needs = {"Training": "training"}
         if not cfg.train_on_public:

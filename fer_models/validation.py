@@ -86,6 +86,7 @@ RULES: dict[str, Rule] = {
     "drop_path": _unit(open_high=True),
     "head_hidden": Rule("int", 0, 65536),
     "pre_logits": Rule("bool"),
+    "pretrained": Rule("bool"),
     "pretrained_file": Rule("str?"),
     # optimisation
     "epochs": Rule("int", 1, 100000),
@@ -93,6 +94,8 @@ RULES: dict[str, Rule] = {
     "optimizer": Rule("str", names=_optimizers),
     "lr": Rule("float", 0.0, 10.0, low_open=True),
     "weight_decay": Rule("float", 0.0, 10.0),
+    "layer_decay": _unit(why="0: off; each layer below the top gets this factor of the lr"),
+    "head_warmup_epochs": Rule("int", 0, 100000, why="0: off"),
     "momentum": _unit(open_high=True),
     "scheduler": Rule("str", names=_schedulers),
     "warmup_epochs": Rule("float", 0.0, 100000.0),

@@ -4,14 +4,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pandas as pd
 import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
 from fer_models.data import FER2013
+from fer_models.weights import CACHE_ENV, hub_cache_dir
 
 from .experiment_folder import (COMPLETED, CONFIG_PREFIX, FAILED, STOPPED_EARLY, STUDY_NAME,
                                 ExperimentFolder, config_columns, is_missing, write_json)
+from .objectives import describe_constraints, feasible_mask, pareto_front
 from .outputs import trials_table, write_best_yaml
 from .report import log_retrain_tensorboard, write_report
 from .retrain import retrain_top
@@ -53,11 +56,14 @@ def check_trial_fits(resources: dict, nodes: list[dict], space_path) -> None:
 def start_ray(address: str | None, num_cpus: int | None) -> None:
     if ray.is_initialized():
         return
+    # Trials read ImageNet weights from the cache the driver checked, and never download.
+    runtime_env = {"env_vars": {"HF_HUB_OFFLINE": "1", CACHE_ENV: str(hub_cache_dir().resolve())}}
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
     else:
         # Embedded local Ray; no dashboard (nothing to expose, and it saves seconds of start-up).
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+                 runtime_env=runtime_env)
 
 
 def trial_resources(space: SearchSpace) -> dict:
@@ -80,7 +86,8 @@ def trial_resources(space: SearchSpace) -> dict:
 def build_trainable(space: SearchSpace, data: FER2013, resources: dict, trial_fn=train_trial):
     trainable = tune.with_parameters(
         trial_fn, data=data.without_private_test(),  # trials never receive PrivateTest
-        threads=max(int(resources["cpu"]), 1), checkpoint=space.search.checkpoint)
+        threads=max(int(resources["cpu"]), 1), checkpoint=space.search.checkpoint,
+        **({"measure": True} if space.measures else {}))
     return tune.with_resources(trainable, resources)
 
 
@@ -89,16 +96,20 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
     """The Tuner of a search. ``reuse_actors``: a finished trial's process runs the next trial,
     which saves the next one's 4-5 s of importing torch and timm (bench/bench_scheduling.py).
     ``verbose``: 0 silent, 1 this project's lines (:mod:`search.console`), 2 Ray's output too."""
+    multi = space.multi_objective  # Optuna models every objective; ASHA stops on the first
     searcher = PrunedAwareOptunaSearch(
-        space=space.suggest, metric=space.metric, mode=space.mode,
+        space=space.suggest, metric=list(space.objectives) if multi else space.metric,
+        mode=list(space.objectives.values()) if multi else space.mode,
         sampler=create_sampler(space.search.sampler, space.search.seed),
-        study_name=STUDY_NAME, storage=ExperimentFolder(experiment).study_storage())
+        study_name=STUDY_NAME, storage=ExperimentFolder(experiment).study_storage(),
+        constraints=space.constraints)
     # Ray lets a scheduler have its own metric only when the TuneConfig names none: so the
-    # search metric goes to the TuneConfig unless ASHA's rungs compare another one.
-    own_metric = False
+    # search metric goes to the TuneConfig unless ASHA's rungs compare another one (or the
+    # searcher has several).
+    own_metric = multi
     if space.search.scheduler == "asha":
         rung_metric = space.search.rung_metric or space.metric
-        own_metric = rung_metric != space.metric
+        own_metric = rung_metric != space.metric or multi
         scheduler = ResumableASHA(ExperimentFolder(experiment).asha_rungs,
                                   time_attr="training_iteration", max_t=space.max_epochs,
                                   grace_period=min(space.search.grace_period, space.max_epochs),
@@ -178,10 +189,23 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
         noun = "trial" if len(table) == 1 else "trials"
         raise AllTrialsFailed(f"all {len(table)} {noun} failed, nothing to retrain ({reasons}); "
                               f"see {folder.trials_csv}")
+    if space.constraints:  # a trial that breaks a constraint is never the winner
+        ok = ok[feasible_mask(ok)]
+        if ok.empty:
+            raise AllTrialsFailed(f"no trial meets the constraints ({describe_constraints(space.constraints)}); "
+                                  f"see the measures in {folder.trials_csv}")
     # The winner by the search metric on PublicTest (best epoch of each trial).
     key = "best_val_accuracy" if space.mode == "max" else "best_val_loss"
     ranked = ok.dropna(subset=[key]).sort_values(key, ascending=space.mode != "max", kind="stable")
-    top = _distinct_top(ranked, config_columns(table), space.retrain.top_k)
+    front = pareto_front(table, space.objectives) if space.multi_objective else None
+    if space.retrain.pareto and front is not None and not front.empty:
+        # The winner, then the points of the front (up to pareto_max in all), best first: each
+        # retrained and scored once.
+        rest = front[front["trial_id"] != ranked.iloc[0]["trial_id"]]
+        top = _distinct_top(pd.concat([ranked.head(1), rest]), config_columns(table),
+                            space.retrain.pareto_max)
+    else:
+        top = _distinct_top(ranked, config_columns(table), space.retrain.top_k)
     winner = top[0][0]
     best_config = top[0][1]
     write_best_yaml(folder.best_yaml, space, best_config)
@@ -214,12 +238,59 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
         "private_test_n": metrics["n"],
         **_headline_scores(metrics),
         "resources_per_trial": resources,
-        "wall_seconds": round(time.time() - started, 1),
     }
+    if space.measures:
+        summary.update(objectives=space.objectives, constraints=space.constraints,
+                       winner_rule=f"the best {space.metric} on PublicTest among trials meeting "
+                                   f"the constraints ({describe_constraints(space.constraints)})",
+                       pareto_front=[] if front is None else [str(t) for t in front["trial_id"]])
+        try:
+            summary.update(_retrained_measures(folder, resources, table, front, top, metrics,
+                                               space.retrain.pareto))
+        except Exception as e:  # a failed measurement must not cost the run its summary
+            print(f"warning: could not measure the retrained model(s): {type(e).__name__}: {e}",
+                  flush=True)
+    summary["wall_seconds"] = round(time.time() - started, 1)
     write_json(folder.summary_json, summary)
     export_onnx_safely(experiment)
     write_report_safely(experiment)
     return {"summary": summary, "metrics": metrics, "table": table}
+
+
+def _retrained_measures(folder: ExperimentFolder, resources: dict, table, front, top, metrics,
+                        pareto: bool) -> dict:
+    """The winner's measures again, on the retrained model, here (the driver's CPU, the trials'
+    thread count); with ``retrain.pareto`` also the winner's and each retrained point of the
+    front's (pareto.csv)."""
+    from fer_models.checkpoint import load_model
+    from fer_models.profile import profile_model
+
+    threads = max(int(resources["cpu"]), 1)
+    model, cfg = load_model(folder.model_dir)
+    winner = profile_model(model, cfg, threads).to_dict()
+    out = {"winner_measures_retrained": winner}
+    members = []
+    if pareto and front is not None and not front.empty:
+        # Each retrained front point: the ensemble's members, or the winner alone (model/).
+        members = metrics.get("ensemble", {}).get("members") or [
+            {"member": None, "trial_id": str(top[0][0]["trial_id"]), "accuracy": metrics["accuracy"]}]
+    if members:
+        rows = []
+        for m in members:
+            model, cfg = load_model(folder.ensemble_dir / m["member"] if m["member"]
+                                    else folder.model_dir)
+            search_row = table[table["trial_id"].astype(str) == str(m["trial_id"])].iloc[0]
+            rows.append({"trial_id": m["trial_id"], "backbone": cfg.backbone,
+                         "input_size": cfg.input_size,
+                         "on_front": str(m["trial_id"]) in set(front["trial_id"].astype(str)),
+                         "public_test_accuracy": float(search_row["best_val_accuracy"]),
+                         "private_test_accuracy": m["accuracy"],
+                         "latency_ms_search": float(search_row["latency_ms"]),
+                         **{f"{k}_retrained" if k == "latency_ms" else k: v
+                            for k, v in profile_model(model, cfg, threads).to_dict().items()}})
+        pd.DataFrame(rows).to_csv(folder.pareto_csv, index=False)
+        out["pareto_retrained"] = rows
+    return out
 
 
 def _distinct_top(ranked, columns: list[str], k: int) -> list[tuple]:

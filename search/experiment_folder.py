@@ -53,6 +53,7 @@ class ExperimentFolder:
     REPORT = "report.md"
     MODEL = "model"                  # the retrained winner
     ENSEMBLE = "ensemble"            # the top-k members, with retrain.top_k > 1
+    PARETO = "pareto.csv"            # retrain.pareto: each retrained front point, scored once
     RETRAIN_RUN = "retrain"          # TensorBoard run of the retrain
     HISTORY = "history.json"         # inside model/: the retrain's per-epoch metrics
     PROGRESS = "progress.csv"        # inside a trial folder: Ray's per-epoch results
@@ -70,6 +71,7 @@ class ExperimentFolder:
 
     # --- paths -----------------------------------------------------------------------------
     trials_csv = property(lambda self: self.path / self.TRIALS)
+    pareto_csv = property(lambda self: self.path / self.PARETO)
     summary_json = property(lambda self: self.path / self.SUMMARY)
     metrics_json = property(lambda self: self.path / self.METRICS)
     best_yaml = property(lambda self: self.path / self.BEST)

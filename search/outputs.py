@@ -8,8 +8,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from fer_models.config import TrainConfig
+from fer_models.weights import describe_weights
+
 from .experiment_folder import (COMPLETED, CONFIG_PREFIX, FAILED, STOPPED_EARLY,
                                 ExperimentFolder, plain)
+from .objectives import is_feasible
 from .trainable import FINISHED_KEY, PRIVATE_ROWS_KEY
 
 
@@ -40,7 +44,12 @@ def trials_table(results, space) -> pd.DataFrame:
             "node_ip": (r.metrics or {}).get("node_ip", ""),
             "node_id": (r.metrics or {}).get("node_id", ""),
             PRIVATE_ROWS_KEY: int(history.get(PRIVATE_ROWS_KEY, pd.Series([0])).max()),
+            "weights": describe_weights(r.config.get("backbone", TrainConfig.backbone),
+                                        bool(r.config.get("pretrained", False)),
+                                        r.config.get("pretrained_file")),
         }
+        if space.measures:
+            row.update(_measures(r.metrics or {}, space.constraints))
         row.update({f"{CONFIG_PREFIX}{k}": v for k, v in sorted(r.config.items())})
         rows.append(row)
         row["_order"] = ExperimentFolder.trial_counter(r.path) or 1 << 30
@@ -48,6 +57,20 @@ def trials_table(results, space) -> pd.DataFrame:
     if not table.empty:  # creation order: Tune numbers trial folders, its ids are hashes
         table = table.sort_values("_order", kind="stable")
     return table.drop(columns="_order", errors="ignore").reset_index(drop=True)
+
+
+MEASURE_COLUMNS = ("params_m", "macs_m", "latency_ms")
+
+
+def _measures(metrics: dict, constraints: dict) -> dict:
+    """params_m, macs_m, latency_ms (where it was measured) and whether the trial meets the
+    space's constraints; NaN / False for a trial that failed before measuring."""
+    row = {k: float(metrics[k]) if k in metrics else math.nan for k in MEASURE_COLUMNS}
+    row["latency_threads"] = metrics.get("latency_threads", math.nan)
+    row["latency_machine"] = metrics.get("latency_machine", "")
+    measured = all(k in metrics for k in constraints)
+    row["feasible"] = bool(measured and is_feasible(constraints, metrics))
+    return row
 
 
 def error_reason(error: BaseException) -> str:
@@ -70,5 +93,9 @@ def write_best_yaml(path: Path, space, config: dict) -> None:
                     "top_k": 1},  # one config: nothing to ensemble
         "params": {k: plain(v) for k, v in sorted(config.items())},
     }
+    if space.measures:  # the rerun measures the model and checks it as the search did
+        doc = {**{k: doc[k] for k in ("name", "metric")}, "objectives": dict(space.objectives),
+               "constraints": {k: dict(v) for k, v in space.constraints.items()},
+               **{k: doc[k] for k in ("search", "retrain", "params")}}
     path.write_text(f"# Best configuration of {space.path} (re-run: python -m search.run {path})\n"
                     + yaml.safe_dump(doc, sort_keys=False))

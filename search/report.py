@@ -20,9 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from fer_models.profile import PROFILE_METRICS
+
 from . import tensorboard_logs as tbl
 from .experiment_folder import (COMPLETED, FAILED, STOPPED_EARLY, ExperimentFolder,
                                 config_columns, is_missing)
+from .objectives import feasible_mask, pareto_front
 
 __all__ = ["log_retrain_tensorboard", "write_report"]
 
@@ -32,6 +35,7 @@ FIGURES = {
     "importance": "report_param_importance.png",
     "confusion": "report_confusion_matrix.png",
     "per_class": "report_per_class_accuracy.png",
+    "pareto": "report_pareto.png",
 }
 MIN_IMPORTANCE_TRIALS = 3   # fewer: no importance is estimated, the report says why
 DPI = 110
@@ -84,12 +88,19 @@ def write_report(experiment: Path) -> Path:
     importance = _importance(folder)
     if importance.get("values"):
         draw("importance", _importance_figure, importance)
+    objectives = summary.get("objectives") or {}
+    front = None
+    if "latency_ms" in table and objectives:
+        front = pareto_front(table, objectives) if len(objectives) > 1 else None
+        draw("pareto", _pareto_figure, table, objectives, summary.get("constraints") or {},
+             front, winner_id)
     if metrics.get("confusion_matrix"):
         draw("confusion", _confusion_figure, metrics, "PrivateTest")
     if metrics.get("per_class_accuracy"):
         draw("per_class", _per_class_figure, metrics)
 
-    text = _markdown(folder, summary, metrics, table, winner_id, importance, figures, problems)
+    text = _markdown(folder, summary, metrics, table, winner_id, importance, figures, problems,
+                     front)
     folder.report_md.write_text(text)
     return folder.report_md
 
@@ -155,7 +166,10 @@ def _importance(folder: ExperimentFolder) -> dict:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = folder.load_study()
-        complete = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None]
+        # Importance for the first objective (the one that ranks): one value per trial.
+        complete = [optuna.trial.create_trial(params=t.params, distributions=t.distributions,
+                                              value=t.values[0])
+                    for t in study.trials if t.state == TrialState.COMPLETE and t.values]
         pruned = [t for t in study.trials
                   if t.state == TrialState.PRUNED and t.intermediate_values]
         counts = f"{len(complete)} COMPLETE, {len(pruned)} PRUNED (ASHA-stopped)"
@@ -175,7 +189,9 @@ def _importance(folder: ExperimentFolder) -> dict:
                           if len({json.dumps(u.params.get(k), default=str) for u in used}) > 1})
         if not varying:
             return {"note": f"no searched hyperparameter varies across the trials ({counts})."}
-        tmp = optuna.create_study(directions=study.directions)
+        if len(study.directions) > 1:
+            basis += " (for the first objective)"
+        tmp = optuna.create_study(direction=study.directions[0])
         tmp.add_trials(used)
         evaluator, method = _importance_evaluator()
         values = optuna.importance.get_param_importances(tmp, evaluator=evaluator)
@@ -295,6 +311,95 @@ def _order_figure(table, winner_id):
     return fig
 
 
+def _pareto_figure(table, objectives, constraints, front, winner_id):
+    """Accuracy against the second objective (latency by default): point size = parameters,
+    the front as a step line, constraint lines, each point labelled backbone@input."""
+    names = list(objectives)
+    x_name = names[1] if len(names) > 1 and names[1] != "val_loss" else "latency_ms"
+    fig = _figure(8.5, 5.5)
+    ax = fig.add_subplot()
+    done = table.dropna(subset=[x_name, "best_val_accuracy"])
+    size = 30 + 400 * (done["params_m"] / max(float(done["params_m"].max()), 1e-9))
+    feasible = feasible_mask(done)
+    groups = [("completed, feasible", (done["status"] == COMPLETED) & feasible, "#1f77b4", "o"),
+              ("completed, breaks a constraint", (done["status"] == COMPLETED) & ~feasible, "0.6", "X"),
+              ("stopped early by ASHA (lower budget)", done["status"] == STOPPED_EARLY, "#ff7f0e", "v")]
+    for label, mask, color, marker in groups:
+        if mask.any():
+            ax.scatter(done.loc[mask, x_name], done.loc[mask, "best_val_accuracy"], s=size[mask],
+                       color=color, marker=marker, alpha=0.75, edgecolor="k", lw=0.5,
+                       label=f"{label} ({int(mask.sum())})")
+    for _, r in done.iterrows():
+        ax.annotate(f"{r.get('config/backbone', '')}@{r.get('config/input_size', '')}",
+                    (r[x_name], r["best_val_accuracy"]), xytext=(4, 3),
+                    textcoords="offset points", fontsize=7)
+    if front is not None and not front.empty:
+        pts = front.sort_values(x_name)
+        ax.step(pts[x_name], pts["best_val_accuracy"], where="post", color=WINNER_COLOR, lw=1.5,
+                label=f"Pareto front ({len(pts)})")
+    win = done[done["trial_id"] == winner_id]
+    if not win.empty:
+        ax.scatter(win[x_name], win["best_val_accuracy"], marker="*", s=350, color=WINNER_COLOR,
+                   edgecolor="k", zorder=5, label=f"winner {winner_id}")
+    for key, value in (constraints.get(x_name) or {}).items():
+        ax.axvline(value, color="#d62728", ls="--", lw=1, label=f"{x_name} {'<=' if key == 'max' else '>='} {value:g}")
+    ax.set_xlabel(f"{x_name} ({PROFILE_METRICS.get(x_name, '')})")
+    ax.set_ylabel("best PublicTest accuracy")
+    others = ", ".join(f"{n} {'<=' if k == 'max' else '>='} {v:g}" for n, b in constraints.items()
+                       if n != x_name for k, v in b.items())
+    ax.set_title("Accuracy vs. " + x_name + " (point size: parameters)"
+                 + (f"; also constrained: {others}" if others else ""), fontsize=10)
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _deployment_lines(table, summary, front, winner_id, figures, problems) -> list[str]:
+    """The measures: where latency was measured, the Pareto front, the fastest model within a
+    point of the best."""
+    lines = ["", "## Accuracy vs. cost", ""]
+    machines = sorted({m for m in table.get("latency_machine", pd.Series(dtype=str)).dropna() if m})
+    threads = sorted({int(t) for t in table.get("latency_threads", pd.Series(dtype=float)).dropna()})
+    lines.append(f"Latency: batch 1, ms per face, median of 50 runs through ONNX Runtime "
+                 f"({', '.join(map(str, threads)) or '?'} thread(s)), measured on "
+                 f"{'; '.join(machines) or 'an unrecorded machine'}. Objectives: "
+                 f"{summary.get('objectives', {})}; constraints: "
+                 f"{summary.get('constraints') or 'none'}. Winner rule: "
+                 f"{summary.get('winner_rule', 'the best trial')}.")
+    lines += _figure_lines("pareto", "Accuracy vs. latency", figures, problems)
+    if front is not None and not front.empty:
+        cols = ["trial_id", "config/backbone", "config/input_size", "best_val_accuracy",
+                "latency_ms", "params_m", "macs_m"]
+        cols = [c for c in cols if c in front]
+        lines += ["", "Pareto front (completed trials meeting the constraints):", "",
+                  "| " + " | ".join(c.removeprefix("config/") for c in cols) + " |",
+                  "|" + " --- |" * len(cols)]
+        lines += ["| " + " | ".join(_cell(r[c]) for c in cols) + " |" for _, r in front.iterrows()]
+        best = front["best_val_accuracy"].max()
+        near = front[front["best_val_accuracy"] >= best - 0.01].sort_values("latency_ms")
+        if not near.empty:
+            r = near.iloc[0]
+            lines += ["", f"Fastest within 1 pt of the best PublicTest accuracy: `{r['trial_id']}` "
+                      f"({r.get('config/backbone', '')} at {r.get('config/input_size', '')} px): "
+                      f"{r['best_val_accuracy']:.4f}, {r['latency_ms']:.2f} ms, "
+                      f"{r['params_m']:.2f} M params, {r['macs_m']:.0f} M MACs."]
+    retrained = summary.get("winner_measures_retrained")
+    if retrained:
+        lines += ["", f"The retrained winner, measured again on {retrained['machine']}: "
+                  f"{retrained['latency_ms']:.2f} ms, {retrained['params_m']:.2f} M params, "
+                  f"{retrained['macs_m']:.0f} M MACs."]
+    if summary.get("pareto_retrained"):
+        rows = summary["pareto_retrained"]
+        lines += ["", "Every front point retrained and scored once on PrivateTest (pareto.csv):", "",
+                  "| trial | backbone | input | PublicTest | PrivateTest | latency (search) | "
+                  "latency (retrained) | params (M) |", "|" + " --- |" * 8]
+        lines += [f"| `{r['trial_id']}` | {r['backbone']} | {r['input_size']} | "
+                  f"{r['public_test_accuracy']:.4f} | {r['private_test_accuracy']:.4f} | "
+                  f"{r['latency_ms_search']:.2f} | {r['latency_ms_retrained']:.2f} | "
+                  f"{r['params_m']:.2f} |" for r in rows]
+    return lines
+
+
 def _importance_figure(importance):
     values = importance["values"]
     names = list(values)[::-1]
@@ -411,7 +516,8 @@ def _data_arg(command: str) -> str | None:
     return None
 
 
-def _markdown(folder, summary, metrics, table, winner_id, importance, figures, problems) -> str:
+def _markdown(folder, summary, metrics, table, winner_id, importance, figures, problems,
+              front=None) -> str:
     name = folder.path.name
     lines = [f"# Search report: {name}", ""]
     win = table[table["trial_id"] == winner_id]
@@ -437,6 +543,9 @@ def _markdown(folder, summary, metrics, table, winner_id, importance, figures, p
                        f"{int((table.status == STOPPED_EARLY).sum())} stopped early by ASHA, "
                        f"{int((table.status == FAILED).sum())} failed"),
         ("epochs trained (all trials)", f"{int(table['epochs'].sum())}"),
+        ("starting weights", ", ".join(f"{w}: {n} trial{'' if n == 1 else 's'}" for w, n in
+                                       table["weights"].value_counts().items())
+         if "weights" in table else ""),
         ("wall time", f"{summary['wall_seconds'] / 60:.1f} min" if "wall_seconds" in summary else ""),
     ]
     lines += [f"| {k} | {v} |" for k, v in facts]
@@ -470,6 +579,9 @@ def _markdown(folder, summary, metrics, table, winner_id, importance, figures, p
                          ("per_class", "PrivateTest accuracy per class")):
         lines += _figure_lines(key, caption, figures, problems)
 
+    if "latency_ms" in table:
+        lines += _deployment_lines(table, summary, front, winner_id, figures, problems)
+
     # Search
     lines += ["", "## The search"]
     lines += _figure_lines("curves", "Learning curves", figures, problems,
@@ -496,13 +608,17 @@ def _markdown(folder, summary, metrics, table, winner_id, importance, figures, p
                if table[c].astype(str).nunique(dropna=False) > 1]
     head = ["#", "trial", "status", "epochs", "best PublicTest acc.", "best epoch",
             "last acc.", "seconds"] + [c[len("config/"):] for c in varying] + ["error"]
+    weights_vary = "weights" in table and table["weights"].nunique() > 1
+    if weights_vary:  # which trials started from ImageNet weights, in words
+        head.insert(-1, "weights")
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for _, r in table.iterrows():
         tid = f"**`{r['trial_id']}`** (winner)" if r["trial_id"] == winner_id else f"`{r['trial_id']}`"
         cells = [str(int(r["order"])), tid, r["status"], _cell(r["epochs"]),
                  _cell(r["best_val_accuracy"]), _cell(r["best_epoch"]), _cell(r["last_val_accuracy"]),
                  f"{r['seconds']:.0f}" if not is_missing(r["seconds"]) else ""]
-        cells += [_cell(r[c]) for c in varying] + [_cell(r["error"])]
+        cells += [_cell(r[c]) for c in varying] + ([_cell(r["weights"])] if weights_vary else [])
+        cells += [_cell(r["error"])]
         lines.append("| " + " | ".join(cells) + " |")
     fixed = [c for c in config_cols if c not in varying]
     if fixed:

@@ -18,9 +18,11 @@ from fer_models.cli import DATA_ENV, DEFAULT_DATA, EXIT_BAD_INPUT, prog, resolve
 from fer_models.data import DataError, load_fer2013
 from fer_models.models import ModelConfigError
 from fer_models.textfiles import InputFileError
+from fer_models.weights import CACHE_ENV, WeightsError
 
 from .experiment_folder import ExperimentFolder
 from .space import SpaceError, load_space
+from .weights import require_cached
 
 EXIT_ALL_FAILED = 3   # every trial failed: nothing to retrain
 
@@ -67,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-duplicates", action="store_true", default=None,
                    help="set search.drop_duplicates: train on no face that is pixel-identical to "
                         "a PublicTest or PrivateTest face (see python -m fer_models.audit)")
+    p.add_argument("--weights-cache", metavar="DIR", help="Hugging Face hub cache holding the "
+                   "ImageNet weights of a space with pretrained: true (default: $HF_HUB_CACHE, "
+                   "else $HF_HOME/hub, else ~/.cache/huggingface/hub; fill it with python -m "
+                   "search.weights SPACE.yaml); trials read it offline")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                    help="0: quiet; 1 (default): one line per trial event, a progress line, the "
                         "retrain's epochs; 2: also Ray Tune's own output")
@@ -107,10 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"{experiment} already exists and is not empty; choose another "
                                  "--name, or continue it with --resume (results there are kept)")
             _check_writable(output)
+        _use_weights_cache(args, experiment)
+        require_cached(space)  # ImageNet weights: trials never download, so they must be here
         print(f"Loading {data_path} ...", flush=True)
         data = load_fer2013(data_path)
         data.require(SEARCH_NEEDS)
-    except (SpaceError, DataError, ModelConfigError, UsageError, InputFileError) as e:
+    except (SpaceError, DataError, ModelConfigError, UsageError, InputFileError,
+            WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if space.search.drop_duplicates:
@@ -124,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.resume:
         _record_run(experiment, space, data_path, args, argv)
 
-    # 2. The search.
+    # 2. The search. Ray's log deduplication masks the numbers in a line: the epoch lines of the
+    # retrain's seeds, trained side by side, would read as repeats and all but one be hidden.
+    # (Read when ray is first imported, which is just below.)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     from .experiment import AllTrialsFailed, ResourceError, run_experiment
 
     try:
@@ -192,8 +204,19 @@ def _record_run(experiment: Path, space, data_path: Path, args, argv) -> None:
     folder.space_yaml.write_text(space.path.read_text())  # the inputs, beside results
     record = {"space_file": str(space.path), "data": str(Path(data_path).resolve()),
               "overrides": {k: getattr(args, k) for k in OVERRIDES},
-              "address": args.address, "command": _command_line(argv)}
+              "address": args.address, "weights_cache": os.environ.get(CACHE_ENV) or None,
+              "command": _command_line(argv)}
     folder.run_json.write_text(json.dumps(record, indent=2))
+
+
+def _use_weights_cache(args, experiment: Path) -> None:
+    """--weights-cache (or, on --resume, the one the run started with) becomes $HF_HUB_CACHE:
+    the driver checks it and Ray hands it to every trial (search.experiment.start_ray)."""
+    cache = args.weights_cache
+    if cache is None and args.resume:
+        cache = ExperimentFolder(experiment).read_run().get("weights_cache")
+    if cache:
+        os.environ[CACHE_ENV] = str(Path(cache).expanduser().resolve())
 
 
 def _discard_unstarted(experiment: Path) -> None:

@@ -5,7 +5,7 @@ Optuna is imported only when a sampler is built, so validating a space stays che
 
 Example:
     >>> sorted(SAMPLERS)
-    ['cmaes', 'gp', 'qmc', 'random', 'tpe', 'tpe_quick']
+    ['cmaes', 'gp', 'nsga2', 'qmc', 'random', 'tpe', 'tpe_quick']
     >>> type(create_sampler("tpe", seed=0)).__name__
     'TPESampler'
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["SamplerInfo", "SAMPLERS", "create_sampler"]
+__all__ = ["SamplerInfo", "SAMPLERS", "MULTI_OBJECTIVE_SAMPLERS", "create_sampler"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,14 @@ def _gp(seed: int):
     return optuna.samplers.GPSampler(seed=seed)
 
 
+def _nsga2(seed: int):
+    from .nsga2 import PicklableNSGAIISampler
+
+    # A genetic algorithm for several objectives; a small population so that a search of a few
+    # dozen trials gets past its first generation.
+    return PicklableNSGAIISampler(seed=seed, population_size=8)
+
+
 def _qmc(seed: int):
     import optuna
 
@@ -71,8 +79,13 @@ SAMPLERS: dict[str, SamplerInfo] = {info.name: info for info in (
     SamplerInfo("random", "independent uniform sampling", _random),
     SamplerInfo("cmaes", "CMA-ES over the numeric params (categorical ones: random)", _cmaes),
     SamplerInfo("gp", "Gaussian-process Bayesian optimisation", _gp),
+    SamplerInfo("nsga2", "NSGA-II, for several objectives (population 8)", _nsga2),
     SamplerInfo("qmc", "quasi-Monte Carlo (Sobol): even coverage, no learning", _qmc),
 )}
+
+
+# Samplers that model several objectives (Optuna 5); cmaes optimises one.
+MULTI_OBJECTIVE_SAMPLERS = ("tpe", "tpe_quick", "nsga2", "random", "qmc", "gp")
 
 
 def create_sampler(name: str, seed: int):

@@ -13,18 +13,36 @@ import warnings
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
+from .objectives import constraint_values
 from .trainable import FINISHED_KEY
 
 logger = logging.getLogger(__name__)
 
 
 class PrunedAwareOptunaSearch(OptunaSearch):
+    """``constraints`` (a space's, :mod:`search.objectives`): set on each finished trial with
+    ``Trial.set_constraint`` from the measures in its results, before the study is told."""
+
+    def __init__(self, *args, constraints: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._constraints = constraints or {}
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if self._constraints and result and trial_id in self._ot_trials \
+                and trial_id not in self._completed_trials \
+                and all(name in result for name in self._constraints):
+            ot_trial = self._ot_trials[trial_id]
+            try:
+                for key, value in constraint_values(self._constraints, result).items():
+                    ot_trial.set_constraint(key, value)
+            except Exception as exc:  # e.g. told already after a restore, or a NaN measure
+                logger.warning("could not set the constraints of trial %s: %s", trial_id, exc)
         if error or not result or result.get(FINISHED_KEY, True) or trial_id in self._completed_trials:
             return super().on_trial_complete(trial_id, result, error)
         ot_trial = self._ot_trials[trial_id]
         step = result.get("training_iteration")
-        value = result.get(self.metric)
+        # Optuna keeps no intermediate values for several objectives: only the state is told.
+        value = None if isinstance(self.metric, list) else result.get(self.metric)
         if value is not None and step is not None:
             with warnings.catch_warnings():  # the step is usually reported already: Optuna ignores it
                 warnings.simplefilter("ignore")

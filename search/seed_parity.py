@@ -22,6 +22,8 @@ from fer_models.config import TrainConfig
 from fer_models.textfiles import load_yaml
 from fer_models.data import FER2013, DataError, Split, load_fer2013
 from fer_models.models import ModelConfigError, check_input_size
+from fer_models.weights import (FETCH_COMMAND, cached_weights_file, describe_weights,
+                                pretrained_weights_file)
 
 
 @dataclass
@@ -29,6 +31,30 @@ class SeedRun:
     name: str
     study: str
     config: TrainConfig
+    weights_note: str = ""   # set when the run could not use the weights the file asks for
+
+
+WEIGHTS_MODES = {"auto": "ImageNet weights where the cache has them, else from scratch (said "
+                         "in the table)",
+                 "imagenet": "ImageNet weights for every run that asks; exit 2 if not cached",
+                 "scratch": "every run from scratch"}
+
+
+def resolve_weights(runs: list[SeedRun], mode: str, runs_file: str) -> None:
+    """Apply ``--weights``: which runs that ask for ImageNet weights (``pretrained: true``) get
+    them. Raises WeightsError in ``imagenet`` mode when the cache lacks some."""
+    for run in runs:
+        cfg = run.config
+        if not cfg.pretrained:
+            continue
+        if mode == "scratch":
+            cfg.pretrained, run.weights_note = False, "from scratch (--weights scratch)"
+        elif cached_weights_file(cfg.backbone) is None:
+            if mode == "imagenet":
+                pretrained_weights_file(cfg.backbone)  # raises, naming the fetch command
+            cfg.pretrained = False
+            run.weights_note = (f"from scratch (ImageNet weights of {cfg.backbone} not in the "
+                                f"cache; {FETCH_COMMAND} {runs_file})")
 
 
 def load_runs(path: str | Path) -> list[SeedRun]:
@@ -81,7 +107,8 @@ def run_one(run: SeedRun, data: FER2013) -> dict:
         "run": run.name, "backbone": cfg.backbone, "input": f"{cfg.input_size}x{cfg.input_size}",
         "head": f"pool -> dropout {cfg.dropout} -> Dense {cfg.head_hidden} ReLU -> Dense 7"
                 if cfg.head_hidden else "timm head" if cfg.pre_logits else "timm head without fc6/fc7",
-        "weights": Path(cfg.pretrained_file).name if cfg.pretrained_file else "from scratch",
+        "weights": run.weights_note or describe_weights(cfg.backbone, cfg.pretrained,
+                                                        cfg.pretrained_file),
         "epochs_run": len(result.history), "epochs_max": cfg.epochs,
         "train_rows": len(data.train), "train_accuracy": round(train_acc, 4),
         "public_test_accuracy": round(public["accuracy"], 4),
@@ -102,13 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-limit", type=int, default=0, help="stratified Training subset size")
     p.add_argument("--only", help="comma-separated backbones to run")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--weights", choices=list(WEIGHTS_MODES), default="auto",
+                   help="; ".join(f"{k}: {v}" for k, v in WEIGHTS_MODES.items()))
     args = p.parse_args(argv)
     try:
         runs = load_runs(args.runs)
+        resolve_weights(runs, args.weights, args.runs)
         data = subsample(load_fer2013(resolve_data_path(args.data)), args.train_limit)
         data.require({"Training": "training", "PublicTest": "validation",
                       "PrivateTest": "the table's test accuracy"})
-    except (ValueError, DataError, ModelConfigError, OSError) as e:
+    except (ValueError, DataError, ModelConfigError, OSError) as e:  # WeightsError: a ValueError
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.only:
@@ -118,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_epochs:
             run.config.epochs = min(run.config.epochs, args.max_epochs)
         run.config.threads = args.threads
+        weights = run.weights_note or describe_weights(run.config.backbone, run.config.pretrained,
+                                                       run.config.pretrained_file)
         print(f"{run.name}: {run.config.backbone} at {run.config.input_size} px, "
-              f"up to {run.config.epochs} epochs on {len(data.train)} Training rows", flush=True)
+              f"up to {run.config.epochs} epochs on {len(data.train)} Training rows, "
+              f"weights: {weights}", flush=True)
         rows.append(run_one(run, data))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,8 @@ A space file has these top-level sections (all but ``params`` optional)::
     name: cpu                  # experiment name prefix (default: the file's stem)
     data: data/fer2013.csv     # used when --data is not given
     metric: val_accuracy       # val_accuracy (max) | val_loss (min)
+    objectives: {val_accuracy: max, latency_ms: min}   # several (search.objectives)
+    constraints: {latency_ms: {max: 5.0}}
     search:    {sampler: tpe, seed: 0, num_samples: 8, max_concurrent: 1,
                 scheduler: asha, grace_period: 1, reduction_factor: 3, rung_metric: "",
                 max_failures: 0}
@@ -36,12 +38,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fer_models.checkpoint import CONFIG_FILE, MODEL_FILE, is_model_folder
 from fer_models.config import TrainConfig
 from fer_models.models import min_input_size
+from fer_models.profile import PROFILE_METRICS
 from fer_models.textfiles import InputFileError, load_yaml
 from fer_models.validation import ConfigError, check_field
+from fer_models.weights import WeightsError, check_weights_file
 
-from .samplers import SAMPLERS
+from .objectives import parse_constraints, parse_objectives
+from .samplers import MULTI_OBJECTIVE_SAMPLERS, SAMPLERS
 
 SCHEDULERS = ("asha", "none")    # search.scheduler: ASHA early stopping, or every trial to the end
 METRICS = {"val_accuracy": "max", "val_loss": "min"}
@@ -88,6 +94,8 @@ class RetrainSettings:
     top_k: int = 1                   # >1: also retrain the next best distinct configs, ensemble them
     ensemble_seeds: bool = False     # the ensemble also averages the winner's other seeds (with
                                      # top_k 1 and 2 seeds: one config, its mean +- sd and ensemble)
+    pareto: bool = False             # several objectives: retrain every point of the Pareto front
+    pareto_max: int = 5              # (up to this many), each scored once (pareto.csv)
 
 
 @dataclass
@@ -112,6 +120,17 @@ class SearchSpace:
     resources: Resources
     retrain: RetrainSettings
     params: dict[str, Param]
+    objectives: dict[str, str] = field(default_factory=dict)   # search.objectives: the first ranks
+    constraints: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def measures(self) -> bool:
+        """Whether trials measure params / MACs / latency (an objective or constraint uses one)."""
+        return any(name in PROFILE_METRICS for name in [*self.objectives, *self.constraints])
 
     @property
     def max_epochs(self) -> int:
@@ -173,7 +192,8 @@ def _round_up_to_step(value: int, origin: int, step: int) -> int:
 
 # --- loading and validation --------------------------------------------------------------------
 
-_SECTIONS = {"name", "data", "metric", "search", "resources", "retrain", "params"}
+_SECTIONS = {"name", "data", "metric", "objectives", "constraints", "search", "resources",
+             "retrain", "params"}
 
 
 def load_space(path: str | Path) -> SearchSpace:
@@ -195,6 +215,12 @@ def load_space(path: str | Path) -> SearchSpace:
     metric = raw.get("metric", "val_accuracy")
     if metric not in METRICS:
         raise err("metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
+    objectives = parse_objectives(raw.get("objectives"), metric, err)
+    if "metric" in raw and next(iter(objectives)) != metric:
+        raise err("metric", f"{metric} differs from the first objective "
+                  f"{next(iter(objectives))}; drop metric (the first objective is the metric)")
+    metric = next(iter(objectives))
+    constraints = parse_constraints(raw.get("constraints"), err)
     search = _section(raw, "search", SearchSettings, err)
     resources = _section(raw, "resources", Resources, err)
     retrain = _section(raw, "retrain", RetrainSettings, err)
@@ -202,7 +228,16 @@ def load_space(path: str | Path) -> SearchSpace:
     params = {name: _param(name, spec, err) for name, spec in raw["params"].items()}
     space = SearchSpace(path=path, name=str(raw.get("name") or path.stem),
                         data=raw.get("data"), metric=metric, mode=METRICS[metric],
-                        search=search, resources=resources, retrain=retrain, params=params)
+                        search=search, resources=resources, retrain=retrain, params=params,
+                        objectives=objectives, constraints=constraints)
+    if retrain.pareto and not space.multi_objective:
+        raise err("retrain.pareto", "needs several objectives (objectives: {val_accuracy: max, "
+                  "latency_ms: min}): there is no front to retrain")
+    if retrain.pareto_max < 1:
+        raise err("retrain.pareto_max", f"must be >= 1, got {retrain.pareto_max}")
+    if space.multi_objective and search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+        raise err("search.sampler", f"{search.sampler} optimises one objective; with several "
+                  f"use one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
     _check_backbones(space, err)
     _check_weight_files(space, err)
     return space
@@ -353,12 +388,33 @@ def _check_value(key: str, name: str, value, err) -> None:
 
 
 def _check_weight_files(space: SearchSpace, err) -> None:
-    """Every pretrained_file a trial could get exists here (the driver sees what trials see)."""
+    """Every pretrained_file a trial could get reads as weights here (the driver sees what trials
+    see): a weights file, or a finished model folder. ImageNet weights (``pretrained``) are
+    checked against the cache by search.weights, before Ray starts."""
     p = space.params.get("pretrained_file")
-    values = [] if p is None else ([p.value] if p.kind == "fixed" else p.value)
+    values = [v for v in ([] if p is None else [p.value] if p.kind == "fixed" else p.value)
+              if v is not None]
     for v in values:
-        if v is not None and not Path(v).is_file():
+        if Path(v).is_dir():
+            if not is_model_folder(v):
+                raise err("params.pretrained_file", f"{v}: a folder without {MODEL_FILE} and "
+                          f"{CONFIG_FILE} (not a finished model folder)")
+            continue
+        if not Path(v).is_file():
             raise err("params.pretrained_file", f"{v}: no such weights file")
+        try:
+            check_weights_file(v)
+        except WeightsError as e:
+            raise err("params.pretrained_file", str(e)) from None
+    # Trials run in their own folders (Ray changes into them): hand them absolute paths.
+    absolute = lambda v: v if v is None else str(Path(v).resolve())  # noqa: E731
+    if p is not None:
+        p.value = absolute(p.value) if p.kind == "fixed" else [absolute(v) for v in p.value]
+    pretrained = space.params.get("pretrained")
+    if values and pretrained is not None and (pretrained.value is True if pretrained.kind == "fixed"
+                                              else True in pretrained.value):
+        raise err("params.pretrained", "pretrained: true (ImageNet weights) and a "
+                  "pretrained_file cannot both apply; give one")
 
 
 def _check_backbones(space: SearchSpace, err) -> None:

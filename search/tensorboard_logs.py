@@ -50,6 +50,17 @@ METRICS = (
     ("search/status", "status",
      ", ".join(f"{code} {status}" for status, code in STATUS_CODES.items()) + ".", ""),
 )
+# With objectives or constraints on what a model costs (search.objectives), also these.
+MEASURE_METRICS = (
+    (RAY_PREFIX + "params_m", "params (M)", "", ""),
+    (RAY_PREFIX + "macs_m", "MACs (M) per face", "", ""),
+    (RAY_PREFIX + "latency_ms", "latency (ms, batch 1, ONNX Runtime)",
+     "Median of 50 batch-1 runs on the CPU of the node that ran the trial.", ""),
+)
+
+
+def metrics_for(measures: bool) -> tuple:
+    return METRICS + MEASURE_METRICS if measures else METRICS
 
 
 # --- values -----------------------------------------------------------------------------------
@@ -148,7 +159,7 @@ def session_summaries(hparams: dict, group: str, status: str, start: float, end:
                              plugin_data_pb2.HParamsPluginData(session_end_info=end_info)))
 
 
-def _experiment_summary(values: dict[str, list], space_params: dict):
+def _experiment_summary(values: dict[str, list], space_params: dict, measures: bool = False):
     """The search-wide ``_hparams_/experiment``: every hparam with a domain, every metric."""
     from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
@@ -185,7 +196,7 @@ def _experiment_summary(values: dict[str, list], space_params: dict):
                 "": api_pb2.DATASET_UNKNOWN}
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=display,
                                   description=desc, dataset_type=datasets[ds])
-               for tag, display, desc, ds in METRICS]
+               for tag, display, desc, ds in metrics_for(measures)]
     experiment = api_pb2.Experiment(
         name="FER2013 search", hparam_infos=infos, metric_infos=metrics,
         description="Every trial of the search (train_trial_*) and the winner's retrain (retrain).",
@@ -202,7 +213,8 @@ def write_hparams_experiment(experiment: Path, space) -> Path:
     TensorBoard makes a column of every scalar it finds). The report step rewrites it with the
     values seen."""
     searched = {name: [] for name, p in space.params.items() if p.kind != "fixed"}
-    return write_events_file(Path(experiment), [_experiment_summary(searched, space.params)])
+    return write_events_file(Path(experiment),
+                             [_experiment_summary(searched, space.params, space.measures)])
 
 
 def _load_space_params(folder: ExperimentFolder) -> dict:
@@ -260,7 +272,8 @@ def write_hparams_overview(experiment: Path) -> dict[str, str]:
 
     writer = _writer(folder.path)  # the root run "." : found first by TensorBoard
     try:
-        writer.file_writer.add_summary(_experiment_summary(values, _load_space_params(folder)))
+        writer.file_writer.add_summary(_experiment_summary(values, _load_space_params(folder),
+                                                           "latency_ms" in table))
     finally:
         writer.close()
     return added

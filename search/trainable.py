@@ -13,6 +13,7 @@ from ray import tune
 from fer_models.checkpoint import load_state, save_state
 from fer_models.config import TrainConfig
 from fer_models.data import FER2013
+from fer_models.profile import profile_config
 from fer_models.train import fit
 
 # Result keys the driver and the searcher read.
@@ -20,8 +21,11 @@ FINISHED_KEY = "trial_finished"      # True on a trial's last epoch: it was not 
 PRIVATE_ROWS_KEY = "private_test_rows_seen"  # PrivateTest rows in the data the trial was handed
 
 
-def train_trial(config: dict, data: FER2013, threads: int = 1, checkpoint: bool = True) -> None:
-    """The Tune function trainable; ``data`` arrives via ``tune.with_parameters``."""
+def train_trial(config: dict, data: FER2013, threads: int = 1, checkpoint: bool = True,
+                measure: bool = False) -> None:
+    """The Tune function trainable; ``data`` arrives via ``tune.with_parameters``. ``measure``:
+    profile the trial's model (params, MACs, ONNX Runtime latency on this node) once, before
+    training, and carry the figures in every result (a stopped trial has them too)."""
     if data.private_test is not None:  # the driver must strip it; refuse to run otherwise
         raise RuntimeError("PrivateTest must not be handed to search trials")
     torch.set_num_threads(max(int(threads), 1))
@@ -41,6 +45,11 @@ def train_trial(config: dict, data: FER2013, threads: int = 1, checkpoint: bool 
     private_rows = 0 if data.private_test is None else len(data.private_test)
     seen = {PRIVATE_ROWS_KEY: private_rows, "train_rows": len(data.train),
             "public_test_rows": len(data.public_test)}
+
+    if measure:
+        profile = profile_config(cfg, threads=max(int(threads), 1)).to_dict()
+        where.update({k: v for k, v in profile.items() if k != "machine"},
+                     latency_machine=profile["machine"])
 
     def report(metrics: dict, get_state) -> None:
         finished = bool(metrics["final_epoch"])  # the last epoch, or the trainer's early stop

@@ -125,7 +125,7 @@ def test_docstring_examples_run(module, monkeypatch):
 CONSOLE_SCRIPTS = {"fer-search": "search.run", "fer-train": "fer_models.train",
                    "fer-predict": "fer_models.predict", "fer-export": "fer_models.export",
                    "fer-audit": "fer_models.audit", "fer-report": "search.report",
-                   "fer-seed-parity": "search.seed_parity"}
+                   "fer-seed-parity": "search.seed_parity", "fer-weights": "search.weights"}
 
 
 def test_every_command_has_a_console_script():
