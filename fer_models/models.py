@@ -155,10 +155,10 @@ def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_
         raise ModelConfigError("give pretrained (ImageNet weights from the cache) or "
                                "pretrained_file, not both")
     if pretrained or pretrained_file is not None:
-        try:
-            path = (pretrained_weights_file(backbone) if pretrained
-                    else Path(pretrained_file))
-            check_weights_file(path)
+        try:  # both check the file: a corrupt one is a one-line error, not timm's traceback
+            path = pretrained_weights_file(backbone) if pretrained else Path(pretrained_file)
+            if not pretrained:
+                check_weights_file(path)
         except WeightsError as e:
             raise ModelConfigError(str(e)) from None
         # timm loads a 'file' before any hub source: the cached file, so nothing is downloaded.

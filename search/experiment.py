@@ -268,17 +268,21 @@ def _retrained_measures(folder: ExperimentFolder, resources: dict, table, front,
     threads = max(int(resources["cpu"]), 1)
     model, cfg = load_model(folder.model_dir)
     winner = profile_model(model, cfg, threads).to_dict()
+    winner_id = str(top[0][0]["trial_id"])
     out = {"winner_measures_retrained": winner}
     members = []
     if pareto and front is not None and not front.empty:
         # Each retrained front point: the ensemble's members, or the winner alone (model/).
         members = metrics.get("ensemble", {}).get("members") or [
-            {"member": None, "trial_id": str(top[0][0]["trial_id"]), "accuracy": metrics["accuracy"]}]
+            {"member": None, "trial_id": winner_id, "accuracy": metrics["accuracy"]}]
     if members:
         rows = []
         for m in members:
             model, cfg = load_model(folder.ensemble_dir / m["member"] if m["member"]
                                     else folder.model_dir)
+            # The winner (member-0) is model/'s model: measured above, not again.
+            measured = (winner if str(m["trial_id"]) == winner_id
+                        else profile_model(model, cfg, threads).to_dict())
             search_row = table[table["trial_id"].astype(str) == str(m["trial_id"])].iloc[0]
             rows.append({"trial_id": m["trial_id"], "backbone": cfg.backbone,
                          "input_size": cfg.input_size,
@@ -287,7 +291,7 @@ def _retrained_measures(folder: ExperimentFolder, resources: dict, table, front,
                          "private_test_accuracy": m["accuracy"],
                          "latency_ms_search": float(search_row["latency_ms"]),
                          **{f"{k}_retrained" if k == "latency_ms" else k: v
-                            for k, v in profile_model(model, cfg, threads).to_dict().items()}})
+                            for k, v in measured.items()}})
         pd.DataFrame(rows).to_csv(folder.pareto_csv, index=False)
         out["pareto_retrained"] = rows
     return out
