@@ -28,7 +28,6 @@ orders: one ASHA run is one draw of who reaches a rung first.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -43,6 +42,7 @@ import pandas as pd
 import yaml
 
 from search.experiment_folder import ExperimentFolder
+from search.scheduler import read_rungs
 from search.space import RUNG_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -269,7 +269,7 @@ def replay_orders(out: Path, side: pd.DataFrame, full_curves: dict, rungs: tuple
     fields = []
     if every_config_matched:  # random/qmc: the ASHA run's trials are the full run's configs
         to_full = dict(zip(side["trial_id_asha"], side["trial_id_full"]))
-        saved = json.loads(ExperimentFolder(out / "asha").asha_rungs.read_text())
+        saved = read_rungs(ExperimentFolder(out / "asha").asha_rungs)
         first_rung = saved[0][-1][1]  # rungs are stored highest first; dicts keep arrival order
         real_epochs, real_best = replay_asha(full_curves, [to_full[t] for t in first_rung],
                                              *rungs, concurrent)

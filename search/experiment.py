@@ -135,7 +135,12 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
             time_budget_s=space.search.time_budget_minutes * 60 or None),
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=str(experiment.parent),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # resume needs only the last
+            # Two per trial, not one: Tune snapshots the whole experiment (every trial's state
+            # and the pickled searcher) whenever a trial has saved num_to_keep checkpoints since
+            # the last snapshot, so 1 meant a snapshot per result, O(trials) each
+            # (bench/bench_scale.py); with 2, about one per epoch length, whatever the
+            # number of trials. Resume needs only the last.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
             callbacks=callbacks,
             verbose=verbose if verbose >= 2 else 0))

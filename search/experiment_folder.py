@@ -49,7 +49,7 @@ class ExperimentFolder:
     SPACE = "space.yaml"             # the space file as used
     RUN = "run.json"                 # how the run was started: what --resume needs
     JOURNAL = "optuna-journal.log"   # the Optuna study
-    ASHA_RUNGS = "asha-rungs.json"   # ASHA's rung records (Ray's restore drops them)
+    ASHA_RUNGS = "asha-rungs.jsonl"  # ASHA's rung records, a line each (Ray's restore drops them)
     REPORT = "report.md"
     MODEL = "model"                  # the retrained winner
     ENSEMBLE = "ensemble"            # the top-k members, with retrain.top_k > 1
@@ -145,7 +145,7 @@ class ExperimentFolder:
         out = {}
         for tid, folder in self.trial_dirs(trial_ids).items():
             try:
-                df = pd.read_csv(folder / self.PROGRESS)
+                df = pd.read_csv(folder / self.PROGRESS, dtype={"trial_id": str})
             except (OSError, pd.errors.EmptyDataError):
                 continue
             if "training_iteration" in df:

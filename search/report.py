@@ -241,26 +241,44 @@ def _status_handles(table, winner_id):
 
 
 def _curves_figure(table, curves, winner_id, rungs):
+    from matplotlib.collections import LineCollection
+
     fig = _figure(8, 5)
     ax = fig.add_subplot()
     for rung in rungs:
         ax.axvline(rung, color="0.85", lw=1, zorder=0)
+    # One collection of lines and one scatter of curve ends per status, not two artists per
+    # trial: a 1,000-trial report draws in a second (bench/bench_scale.py).
+    lines: dict[str, list] = {}
+    ends: dict[str, list] = {}
+    win = None
     for row in table.itertuples():
         df = curves.get(row.trial_id)
         if df is None or df.empty:
             continue
-        st = STYLE.get(row.status, STYLE[FAILED])
-        win = row.trial_id == winner_id
-        ax.plot(df["epoch"], df["val_accuracy"], color=WINNER_COLOR if win else st["color"],
-                ls="-" if win else st["ls"], lw=3 if win else 1.4, alpha=1 if win else 0.8,
-                zorder=3 if win else 2)
-        # the end of each curve: where ASHA stopped it, or where it failed
-        ax.plot(df["epoch"].iloc[-1:], df["val_accuracy"].iloc[-1:], ls="none",
-                marker=st["marker"], color=st["color"], ms=7, zorder=4)
-        if win:
-            best = df.loc[df["val_accuracy"].idxmax()]
-            ax.plot([best["epoch"]], [best["val_accuracy"]], marker="*", ms=16,
-                    color=WINNER_COLOR, mec="k", zorder=5)
+        xy = df[["epoch", "val_accuracy"]].to_numpy(dtype=float)
+        status = row.status if row.status in STYLE else FAILED
+        if row.trial_id == winner_id:
+            win = df
+        else:
+            lines.setdefault(status, []).append(xy)
+        ends.setdefault(status, []).append(xy[-1])  # where ASHA stopped it, or where it failed
+    # Fainter lines when there are many: the mass of curves stays readable.
+    alpha = 0.8 if len(table) <= 50 else max(0.15, 0.8 * (50 / len(table)) ** 0.5)
+    for status, segments in lines.items():
+        st = STYLE[status]
+        ax.add_collection(LineCollection(segments, colors=st["color"], linestyles=st["ls"],
+                                         linewidths=1.4, alpha=alpha, zorder=2))
+    for status, points in ends.items():
+        st = STYLE[status]
+        x, y = zip(*points)
+        ax.scatter(x, y, marker=st["marker"], color=st["color"], s=30, zorder=4)
+    if win is not None:
+        ax.plot(win["epoch"], win["val_accuracy"], color=WINNER_COLOR, lw=3, zorder=3)
+        best = win.loc[win["val_accuracy"].idxmax()]
+        ax.plot([best["epoch"]], [best["val_accuracy"]], marker="*", ms=16,
+                color=WINNER_COLOR, mec="k", zorder=5)
+    ax.autoscale_view()
     handles = _status_handles(table, winner_id)
     if rungs:
         from matplotlib.lines import Line2D

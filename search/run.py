@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"{experiment} already exists and is not empty; choose another "
                                  "--name, or continue it with --resume (results there are kept)")
             _check_writable(output)
-        _use_weights_cache(args, experiment)
-        require_cached(space)  # ImageNet weights: trials never download, so they must be here
+        cache = _use_weights_cache(args, experiment)
+        require_cached(space, cache)  # ImageNet weights: trials never download, so they must be here
         print(f"Loading {data_path} ...", flush=True)
         data = load_fer2013(data_path)
         data.require(SEARCH_NEEDS)
@@ -209,14 +209,17 @@ def _record_run(experiment: Path, space, data_path: Path, args, argv) -> None:
     folder.run_json.write_text(json.dumps(record, indent=2))
 
 
-def _use_weights_cache(args, experiment: Path) -> None:
+def _use_weights_cache(args, experiment: Path) -> Path | None:
     """--weights-cache (or, on --resume, the one the run started with) becomes $HF_HUB_CACHE:
-    the driver checks it and Ray hands it to every trial (search.experiment.start_ray)."""
+    the driver checks it and Ray hands it to every trial (search.experiment.start_ray).
+    Returns that folder, or None when the environment decides."""
     cache = args.weights_cache
     if cache is None and args.resume:
         cache = ExperimentFolder(experiment).read_run().get("weights_cache")
-    if cache:
-        os.environ[CACHE_ENV] = str(Path(cache).expanduser().resolve())
+    if not cache:
+        return None
+    os.environ[CACHE_ENV] = str(Path(cache).expanduser().resolve())
+    return Path(cache)
 
 
 def _discard_unstarted(experiment: Path) -> None:

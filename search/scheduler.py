@@ -1,10 +1,11 @@
 """ASHA whose rung records survive a driver restart.
 
 Ray Tune's restore brings back trials and the searcher, but not the scheduler: a restored ASHA
-starts with empty rungs and would promote every later trial. This subclass writes its rungs to
-a JSON file in the experiment folder after each rung decision (not after every result: most
-results reach no rung) and reads them back on restore. Each decision is also kept in
-``decisions`` for the console to print (:mod:`search.console`).
+starts with empty rungs and would promote every later trial. This subclass appends each rung
+record to a JSON Lines file in the experiment folder when it is made (one short line: rewriting
+every rung at each decision grew with the trials, bench/bench_scale.py) and reads them back on
+restore. Each decision is also kept in ``decisions`` for the console to print
+(:mod:`search.console`).
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ class ResumableASHA(ASHAScheduler):
                 trial.trial_id, milestone, float(result[self._metric]),
                 None if cutoff is None else float(self._metric_op * cutoff),
                 decision == TrialScheduler.STOP, self._metric, self._mode))
-            self._save()
+            bracket = self._brackets.index(self._trial_info[trial.trial_id])
+            self._append(bracket, milestone, trial.trial_id, recorded[trial.trial_id])
         return decision
 
     def _pending_rung(self, trial, result):
@@ -61,17 +63,12 @@ class ResumableASHA(ASHAScheduler):
     def rungs(self) -> list[list[tuple[int, dict]]]:
         return [[(m, dict(rec)) for m, rec in b._rungs] for b in self._brackets]
 
-    def _save(self) -> None:
-        tmp = f"{self._state_file}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.rungs(), f)
-        os.replace(tmp, self._state_file)
+    def _append(self, bracket: int, milestone: int, trial_id: str, value: float) -> None:
+        with open(self._state_file, "a") as f:
+            f.write(json.dumps([bracket, milestone, trial_id, value]) + "\n")
 
     def _load(self) -> None:
-        path = Path(self._state_file)
-        if not path.exists():
-            return
-        saved = json.loads(path.read_text())
+        saved = read_rungs(self._state_file)
         for bracket, rungs in zip(self._brackets, saved):
             by_milestone = {int(m): rec for m, rec in rungs}
             bracket._rungs = [(m, dict(by_milestone.get(int(m), rec))) for m, rec in bracket._rungs]
@@ -80,3 +77,31 @@ class ResumableASHA(ASHAScheduler):
         state = self.__dict__.copy()
         state["decisions"] = []  # what the console printed; not scheduler state
         return state
+
+
+def read_rungs(path: str | os.PathLike) -> list[list[tuple[int, dict]]]:
+    """The rung records of a search, per bracket: ``[[(milestone, {trial_id: value}), ...]]``
+    (values as ASHA keeps them: negated for a minimised metric). [] when there are none yet.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "asha-rungs.jsonl"
+    >>> _ = path.write_text('[0, 1, "a", 0.5]\\n[0, 1, "b", 0.4]\\n[0, 2, "a", 0.6]\\n')
+    >>> read_rungs(path)
+    [[(2, {'a': 0.6}), (1, {'a': 0.5, 'b': 0.4})]]
+    """
+    path = Path(path)
+    legacy = path.with_suffix(".json")  # before JSON Lines: the whole list, rewritten each time
+    if not path.exists() and legacy.exists():
+        return [[(int(m), rec) for m, rec in rungs] for rungs in json.loads(legacy.read_text())]
+    if not path.exists():
+        return []
+    brackets: dict[int, dict[int, dict]] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            bracket, milestone, trial_id, value = json.loads(line)
+        except ValueError:  # a line cut short by a killed driver: that record was never acted on
+            continue
+        brackets.setdefault(int(bracket), {}).setdefault(int(milestone), {})[trial_id] = value
+    return [sorted(brackets[b].items(), reverse=True) for b in sorted(brackets)]

@@ -11,7 +11,11 @@ unchanged (``ray/tune/<key>`` at step ``training_iteration``). The hparams diffe
 * no per-trial ``_hparams_/experiment``: TensorBoard uses the first one it meets, and with its
   fast (Rust) loader that is a random trial's, which hides the search-wide summary the report step
   writes (``search.tensorboard_logs.write_hparams_overview``). Until that summary exists,
-  TensorBoard derives the columns from the sessions, so a running search is still browsable.
+  TensorBoard derives the columns from the sessions, so a running search is still browsable;
+* a trial's events reach the disk at most every FLUSH_EVERY_S seconds (and when it ends), not
+  after every result: Ray flushes each result and tensorboardX fsyncs each flush, a few ms apiece
+  on the driver (more on a network file system), the largest cost per result left once Tune's
+  snapshots were bounded (bench/bench_scale.py).
 """
 from __future__ import annotations
 
@@ -23,6 +27,25 @@ from ray.tune.utils import flatten_dict
 
 from .experiment_folder import COMPLETED, FAILED
 from .tensorboard_logs import session_summaries, write_events_file
+
+FLUSH_EVERY_S = 5.0
+
+
+class _ThrottledFlush:
+    """A trial's SummaryWriter whose ``flush`` does the work at most every ``every_s`` seconds;
+    everything else (``close`` included, which flushes) goes to the writer."""
+
+    def __init__(self, writer, every_s: float):
+        self._writer, self._every, self._last = writer, every_s, time.monotonic()
+
+    def flush(self):
+        now = time.monotonic()
+        if now - self._last >= self._every:
+            self._last = now
+            self._writer.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._writer, name)
 
 
 def _as_tbx(summary):
@@ -44,6 +67,7 @@ class SearchTBXLoggerCallback(TBXLoggerCallback):
         start, _ = session_summaries(params, str(trial.trial_id), "", now, 0.0)
         write_events_file(Path(trial.local_path), [start], stamp=int(now) - 1, suffix=".session")
         super().log_trial_start(trial)
+        self._trial_writer[trial] = _ThrottledFlush(self._trial_writer[trial], FLUSH_EVERY_S)
 
     def log_trial_end(self, trial, failed: bool = False):
         if trial in self._trial_writer:

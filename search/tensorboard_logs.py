@@ -56,6 +56,8 @@ MEASURE_METRICS = (
     (RAY_PREFIX + "macs_m", "MACs (M) per face", "", ""),
     (RAY_PREFIX + "latency_ms", "latency (ms, batch 1, ONNX Runtime)",
      "Median of 50 batch-1 runs on the CPU of the node that ran the trial.", ""),
+    ("search/feasible", "feasible", "1: meets every constraint of the space (0: never the winner).",
+     ""),
 )
 
 
@@ -259,6 +261,9 @@ def write_hparams_overview(experiment: Path) -> dict[str, str]:
                 notes.append("best")
             writer.add_scalar("search/status", STATUS_CODES.get(row["status"], STATUS_CODES[FAILED]),
                               global_step=max(epochs, 1))
+            if "feasible" in row:
+                writer.add_scalar("search/feasible", float(row["feasible"] is True or row["feasible"] == 1),
+                                  global_step=max(epochs, 1))
             if not has_hparams_session(trial_dir):
                 start = trial_dir.stat().st_mtime
                 seconds = 0.0 if is_missing(row.get("seconds")) else float(row["seconds"])

@@ -70,18 +70,19 @@ def require_cached(space: SearchSpace, cache_dir: Path | None = None) -> None:
     if not backbones:
         return
     entries = plan(backbones, cache_dir)
+    # The command to run names the same cache this check read, or it would fill another one.
+    fetch_cmd = f"{FETCH_COMMAND} {space.path}" + (f" --weights-cache {cache_dir}" if cache_dir else "")
     absent = [e.backbone for e in entries if e.cached is None]
     if absent:
         raise WeightsError(f"{space.path}: pretrained: ImageNet weights of {', '.join(absent)} "
                            f"are not in the Hugging Face cache {cache_dir or hub_cache_dir()}; "
-                           f"trials never download: fetch them once with "
-                           f"{FETCH_COMMAND} {space.path}")
+                           f"trials never download: fetch them once with {fetch_cmd}")
     for entry in entries:
         try:
             check_weights_file(entry.cached)
         except WeightsError as e:
             raise WeightsError(f"{space.path}: pretrained: {entry.backbone}: {e}; fetch it again "
-                               f"with {FETCH_COMMAND} {space.path} --force") from None
+                               f"with {fetch_cmd} --force") from None
 
 
 def fetch(entry: PlannedWeights, cache_dir: Path | None) -> Path:

@@ -4,24 +4,17 @@ machine runs the smoke search with trials on both nodes; token authentication re
 dashboard's Jobs API without the token.
 
 The clusters here run on one host, each raylet started with ``--num-cpus 1`` and explicit memory
-sizes (a raylet otherwise claims the whole host), in a temp dir of their own and on free ports,
-and are stopped by PID (every process whose command line names that temp dir, with its children):
-never ``ray stop``, which would stop every Ray on the machine.
+sizes (tests/local_cluster.py), and are stopped by PID, never with ``ray stop``.
 """
 from __future__ import annotations
 
 import copy
-import gzip
 import json
 import os
 import re
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -31,14 +24,15 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.local_cluster import (MB, auth_env, free_port, new_cluster_dir, ray_start, teardown,
+                                 tiny_fer_csv, wait_for_nodes)
+
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_YAML = REPO / "cluster.yaml"
-RAY = str(Path(sys.executable).with_name("ray"))
 # Never open to the internet: GCS, dashboard / Jobs API, Ray client server, TensorBoard.
 RAY_PORTS = (6379, 8265, 10001, 6006)
 WORLD = ("0.0.0.0/0", "::/0")
-MB = 1024 * 1024
 pytestmark = pytest.mark.slow
 
 
@@ -226,93 +220,6 @@ def test_no_token_is_committed():
 
 
 # ---------------------------------------------------------------------------------------------
-# Local clusters: start, wait, tear down by PID
-# ---------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
-def auth_env(token_file: Path) -> dict:
-    """Token mode for every process of a test cluster: its nodes, its driver, the CLI."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE")}
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file),
-               RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
-    return env
-
-
-def new_cluster_dir() -> tuple[Path, Path]:
-    """A short private folder in /tmp (Ray's socket paths must stay under 108 bytes) with a fresh
-    token file in it: (folder, token file)."""
-    base = Path(tempfile.mkdtemp(prefix="rtc-", dir="/tmp"))
-    token = base / "token"
-    token.write_text(secrets.token_hex(32))
-    token.chmod(0o600)
-    return base, token
-
-
-def ray_start(args: list[str], env: dict) -> None:
-    proc = subprocess.run([RAY, "start", *args], env=env, capture_output=True, text=True,
-                          timeout=180)
-    assert proc.returncode == 0, f"ray start {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-
-
-def processes_under(marker: str) -> set[int]:
-    """PIDs whose command line contains ``marker`` (the cluster's temp dir), and their descendants
-    (Ray's workers rename themselves to ray::..., but stay children of their raylet)."""
-    cmd, parent = {}, {}
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cmd[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            parent[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    found = {pid for pid, c in cmd.items() if marker in c and pid != os.getpid()}
-    grew = True
-    while grew:
-        more = {pid for pid, pp in parent.items() if pp in found} - found
-        found |= more
-        grew = bool(more)
-    return found
-
-
-def teardown(marker: str, base: Path) -> None:
-    """Stop one test cluster: SIGTERM every process of it, SIGKILL what is left after 3 s."""
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-        pids = processes_under(marker)
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-        deadline = time.time() + wait
-        while time.time() < deadline and any(_alive(p) for p in pids):
-            time.sleep(0.2)
-    shutil.rmtree(base, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:  # a zombie (state Z) has exited; it only waits for its parent to reap it
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def cluster_nodes(address: str, env: dict) -> dict[str, str]:
-    """{node id: 'head' | 'worker'} of the alive nodes, seen by a driver with the cluster's token."""
-    code = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False);"
-            "print(json.dumps({n['NodeID']: 'head' if 'node:__internal_head__' in n['Resources'] "
-            "else 'worker' for n in ray.nodes() if n['Alive']}))" % address)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-# ---------------------------------------------------------------------------------------------
 # (b) two nodes, one search
 # ---------------------------------------------------------------------------------------------
 
@@ -331,12 +238,7 @@ def two_node_cluster():
                    "--include-dashboard=false", *per_node], env)
         ray_start([f"--address={address}", f"--dashboard-agent-listen-port={free_port()}",
                    *per_node], env)
-        deadline, nodes = time.time() + 60, {}
-        while time.time() < deadline:
-            nodes = cluster_nodes(address, env)
-            if len(nodes) == 2:
-                break
-            time.sleep(2)
+        nodes = wait_for_nodes(address, env, 2)
         assert sorted(nodes.values()) == ["head", "worker"], nodes
         yield {"address": address, "env": env, "nodes": nodes}
     finally:
@@ -347,13 +249,7 @@ def two_node_cluster():
 def multi_node_search(small_csv, two_node_cluster, tmp_path_factory):
     small = small_csv  # session scoped: skips (no data) before any cluster starts
     tmp = tmp_path_factory.mktemp("multi")
-    # A third of the sample's Training rows (every split kept): the point is where trials run.
-    with gzip.open(small, "rt") as f:
-        lines = f.read().splitlines()
-    kept = [lines[0]] + [ln for i, ln in enumerate(lines[1:])
-                         if not ln.endswith("Training") or i % 3 == 0]
-    data = tmp / "fer2013-tiny.csv.gz"
-    data.write_bytes(gzip.compress(("\n".join(kept) + "\n").encode()))
+    data = tiny_fer_csv(small, tmp)
     # The smoke space, made to run two 1-CPU trials at once: one per node.
     space = yaml.safe_load((REPO / "spaces" / "smoke.yaml").read_text())
     space["name"] = "multi"
@@ -394,7 +290,7 @@ def test_search_on_two_nodes_succeeds(multi_node_search):
 def test_trials_ran_on_both_nodes(multi_node_search):
     proc, exp, nodes = multi_node_search
     assert proc.returncode == 0, proc.stderr[-3000:]
-    trials = pd.read_csv(exp / "trials.csv")
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
     assert len(trials) == 2 and (trials.status != "failed").all(), trials[["trial_id", "status", "error"]]
     # Both raylets share the host's IP: the node id tells them apart.
     ran_on = set(trials.node_id)

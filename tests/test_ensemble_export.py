@@ -37,7 +37,7 @@ def test_ensemble_is_reported_beside_each_member(run):
     ens = metrics["ensemble"]
     assert ens["k"] == 2 and len(ens["members"]) == 2 and ens["n"] == 350
     ids = [m["trial_id"] for m in ens["members"]]
-    trials = pd.read_csv(exp / "trials.csv")
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
     ok = trials[trials.status != "failed"]
     ranked = ok.sort_values("best_val_accuracy", ascending=False, kind="stable").trial_id.tolist()
     assert ids == ranked[:2], "members are the two best trials, best first"

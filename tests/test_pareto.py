@@ -146,6 +146,7 @@ def test_the_winner_meets_the_constraints_and_the_front_is_non_dominated(pareto_
     table, summary = folder.read_trials(), folder.read_summary()
     winner = table[table["trial_id"] == summary["best_trial"]].iloc[0]
     assert bool(winner["feasible"]) and winner["params_m"] <= limit
+    assert not table["feasible"].astype(bool).all(), "no trial broke the constraint: nothing tested"
     feasible = table[table["feasible"].astype(bool)].dropna(subset=["best_val_accuracy"])
     assert winner["best_val_accuracy"] == feasible["best_val_accuracy"].max()
     front = table[table["trial_id"].isin(summary["pareto_front"])]
@@ -171,8 +172,11 @@ def test_the_study_has_both_objectives_and_the_constraints(pareto_search):
     for t in study.trials:
         if t.state == TrialState.COMPLETE:
             assert len(t.values) == 2 and t.values[1] > 0      # accuracy, latency
-    states = {t.state for t in study.trials}
-    assert states <= {TrialState.COMPLETE, TrialState.PRUNED}
+    states = [t.state for t in study.trials]
+    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
+    # Each trial ASHA stopped reached the study PRUNED, each completed one COMPLETE.
+    assert states.count(TrialState.PRUNED) == int((table["status"] == "stopped_early").sum())
+    assert states.count(TrialState.COMPLETE) == int((table["status"] == "completed").sum())
 
 
 def test_each_front_point_is_retrained_and_the_report_draws_the_front(pareto_search):
@@ -201,3 +205,4 @@ def test_tensorboard_hparams_carry_the_measures(pareto_search):
     assert [m.name.tag for m in exp.metric_infos] == [t for t, *_ in METRICS + MEASURE_METRICS]
     trial = next(folder.path.glob("train_trial_*"))
     assert "ray/tune/latency_ms" in load_run(trial).Tags()["scalars"]
+    assert "search/feasible" in load_run(trial).Tags()["scalars"]

@@ -47,7 +47,7 @@ def finished_trials(exp: Path) -> list:
 def trial_epochs(exp: Path) -> dict[str, int]:
     out = {}
     for progress in exp.glob("train_trial_*/progress.csv"):
-        rows = pd.read_csv(progress)
+        rows = pd.read_csv(progress, dtype={"trial_id": str})
         out[str(rows.trial_id.iloc[0])] = len(rows)
     return out
 
@@ -94,7 +94,7 @@ def test_sigkill_driver_then_resume(space_file, tmp_path, small_csv):
     last = resumed.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"PrivateTest accuracy: 0\.\d{4} \(n=350\)", last), last
 
-    trials = pd.read_csv(exp / "trials.csv")
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
     assert len(trials) == 4, trials[["trial_id", "status", "epochs"]]
     after = trial_epochs(exp)
     finished_ids = [tid for tid, n in before.items()
@@ -198,7 +198,7 @@ params: {backbone: resnet10t, epochs: 3, batch_size: 128, lr: {loguniform: [1.0e
             assert time.time() < deadline, "no trial reported an epoch in time"
             started |= descendants(proc.pid)
             # One trial runs at a time (max_concurrent 1): the worker is the running trial's.
-            running = {p.parent: len(pd.read_csv(p)) for p in exp.glob("train_trial_*/progress.csv")
+            running = {p.parent: len(pd.read_csv(p, dtype={"trial_id": str})) for p in exp.glob("train_trial_*/progress.csv")
                        if p.stat().st_size}
             running = {d: n for d, n in running.items() if 1 <= n < 3}
             if running:
@@ -224,7 +224,7 @@ params: {backbone: resnet10t, epochs: 3, batch_size: 128, lr: {loguniform: [1.0e
     # The killed trial was restored from a checkpoint: Tune's restart count shows it, and the
     # fit epochs it reported after the restart continue where the checkpoint left off.
     (folder, _), = killed_after.items()
-    progress = pd.read_csv(folder / "progress.csv")
+    progress = pd.read_csv(folder / "progress.csv", dtype={"trial_id": str})
     restarts = progress.index[progress["iterations_since_restore"] == 1].tolist()
     assert len(restarts) == 2, progress[["epoch", "training_iteration", "iterations_since_restore"]]
     before, after = progress.iloc[:restarts[1]], progress.iloc[restarts[1]:]

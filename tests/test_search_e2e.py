@@ -68,7 +68,7 @@ def test_all_outputs_exist(smoke_run):
 
 def test_asha_stopped_a_trial_and_study_recorded_every_trial_truthfully(smoke_run):
     _, exp = smoke_run
-    trials = pd.read_csv(exp / "trials.csv")
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
     space = load_space(REPO / "spaces" / "smoke.yaml")
     assert len(trials) == space.search.num_samples
     stopped = trials[trials.status == "stopped_early"]
@@ -90,7 +90,7 @@ def test_asha_stopped_a_trial_and_study_recorded_every_trial_truthfully(smoke_ru
 
 def test_outputs_agree_with_each_other(smoke_run):
     _, exp = smoke_run
-    trials = pd.read_csv(exp / "trials.csv")
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
     summary = json.loads((exp / "summary.json").read_text())
     metrics = json.loads((exp / "metrics.json").read_text())
     assert summary["trials_run"] == len(trials)
@@ -115,13 +115,13 @@ def test_outputs_agree_with_each_other(smoke_run):
 
 def test_private_test_never_reached_a_trial(smoke_run, small_csv):
     _, exp = smoke_run
-    trials = pd.read_csv(exp / "trials.csv")
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
     assert (trials.private_test_rows_seen == 0).all()
     data, dropped = drop_cross_split_duplicates(load_fer2013(small_csv))  # the run used --drop-duplicates
     assert f"Training {dropped['Training']}," in smoke_run[0].stdout
     # Every per-epoch result of every trial says what it trained and validated on.
     for progress in exp.glob("train_trial_*/progress.csv"):
-        rows = pd.read_csv(progress)
+        rows = pd.read_csv(progress, dtype={"trial_id": str})
         assert (rows.train_rows == len(data.train)).all()
         assert (rows.public_test_rows == len(data.public_test)).all()
         assert (rows.private_test_rows_seen == 0).all()

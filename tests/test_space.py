@@ -211,6 +211,7 @@ def test_asha_rungs_compare_the_rung_metric(tmp_path, small_data):
     same for every config (so ASHA on it would stop nothing) and whose training loss is its lr."""
     from search.experiment import build_tuner
     from search.experiment_folder import ExperimentFolder
+    from search.scheduler import read_rungs
 
     def fake_trial(config, data, threads=1, checkpoint=True):
         from ray import tune
@@ -239,6 +240,14 @@ def test_asha_rungs_compare_the_rung_metric(tmp_path, small_data):
     assert stopped, "ASHA stopped nothing: it did not compare the training loss"
     # What the rungs recorded are the training losses (= each trial's lr; Ray negates a minimised
     # metric), not the constant 0.5.
-    rungs = json.loads(ExperimentFolder(experiment).asha_rungs.read_text())[0]
+    rungs = read_rungs(ExperimentFolder(experiment).asha_rungs)[0]
     recorded = {tid: v for _, rung in rungs for tid, v in rung.items()}
     assert recorded and all(-v == pytest.approx(epochs[tid][0]) for tid, v in recorded.items())
+    # A restored driver's scheduler reads back exactly those records, one line per record.
+    from search.scheduler import ResumableASHA
+
+    path = ExperimentFolder(experiment).asha_rungs
+    reloaded = ResumableASHA(path, time_attr="training_iteration", max_t=4, grace_period=1,
+                             reduction_factor=2, metric="train_loss", mode="min")
+    assert [(m, rec) for m, rec in reloaded.rungs()[0] if rec] == rungs
+    assert len(path.read_text().splitlines()) == sum(len(rec) for _, rec in rungs)

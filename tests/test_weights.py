@@ -189,6 +189,8 @@ def test_a_search_with_a_corrupt_cached_file_stops_before_ray(tmp_path, monkeypa
     proc = run_search(space, tmp_path / "results", {**os.environ}, "--weights-cache", str(cache))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "corrupt" in proc.stderr and BACKBONE in proc.stderr and "--force" in proc.stderr
+    # The fetch command it names fills the cache the search reads, not the default one.
+    assert f"python -m search.weights {space} --weights-cache {cache} --force" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -202,7 +204,7 @@ def test_a_search_weighs_imagenet_weights_against_scratch(tmp_path, hub_cache):
     proc = run_search(space, tmp_path / "results", env, "--weights-cache", str(cache))
     assert proc.returncode == 0, proc.stderr[-3000:]
     experiment = tmp_path / "results" / "t"
-    table = pd.read_csv(experiment / "trials.csv")
+    table = pd.read_csv(experiment / "trials.csv", dtype={"trial_id": str})
     assert len(table) == 4 and (table["status"] == "completed").all(), table
     expected = table["config/pretrained"].map(
         {True: "ImageNet (timm/test_resnet.r160_in1k)", False: "from scratch"})

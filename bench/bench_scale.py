@@ -1,0 +1,432 @@
+"""How the driver's cost grows with the search: 100-1,000 trials, 16-256 at once, on this machine.
+
+The project's real driver (``search.experiment.build_tuner``: the same Optuna searcher, ResumableASHA,
+TensorBoard and console callbacks, Optuna journal and Tune storage as a search) runs over a
+**surrogate trial** that replays real learning curves (bench/curves.json, recorded once by
+bench/record_curves.py from real trials on the small sample): each epoch sleeps ``--epoch-seconds``,
+writes a checkpoint of ``--checkpoint-kb`` as a real trial does, and reports the recorded metrics of
+the config Optuna proposed. Ray starts with as many logical CPUs as trials run at once, on one
+raylet or several (``--raylets``, ``ray.cluster_utils.Cluster``). Each cell runs in a fresh process.
+
+Per cell: wall time against the ideal (epochs run x epoch length / concurrency), driver CPU seconds
+per reported result, driver peak RSS, Optuna's suggest time as the study grows, the time to write
+trials.csv + best.yaml, the TensorBoard summary and the report at the end, the experiment folder's
+size, ASHA's share of epochs, and the best PublicTest accuracy found against the best any proposed
+config reaches when every trial runs to the end (exact: the curves are known).
+
+    .venv/bin/python bench/bench_scale.py grid --trials 100,300,1000 --concurrency 16,64,256
+    .venv/bin/python bench/bench_scale.py cell --trials 1000 --concurrency 64 [--profile prof.txt]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+CURVES = HERE / "curves.json"
+MB = 1024 * 1024
+
+
+# --- the surrogate trial ------------------------------------------------------------------------
+
+def curve_key(config: dict, grid: dict) -> str:
+    return json.dumps([round(float(config[k]), 8) for k in grid])
+
+
+def make_surrogate(record: dict, epoch_s: float, checkpoint_bytes: int):
+    """A Tune function with the real trial's signature that replays the recorded curve of the
+    config it is given. Only plain values are captured: the workers import neither torch nor
+    this project (a real worker would; here 256 of them must fit in 24 GiB)."""
+    curves = {curve_key(c["config"], record["grid"]): c["epochs"] for c in record["curves"]}
+    grid = dict(record["grid"])
+    payload = os.urandom(checkpoint_bytes)
+    finished_key, private_key = "trial_finished", "private_test_rows_seen"  # search.trainable's
+
+    def train_trial(config, data, threads=1, checkpoint=True, measure=False):
+        import tempfile as _tempfile
+        import time as _time
+
+        import ray
+        from ray import tune
+
+        curve = curves[json.dumps([round(float(config[k]), 8) for k in grid])]
+        start = 0
+        ckpt = tune.get_checkpoint()
+        if ckpt is not None:
+            with ckpt.as_directory() as d:
+                start = json.loads(Path(d, "state.json").read_text())["epoch"]
+        node = ray.get_runtime_context().get_node_id()
+        for metrics in curve[start:]:
+            _time.sleep(epoch_s)
+            result = {**metrics, finished_key: bool(metrics["final_epoch"]), private_key: 0,
+                      "node_id": node}
+            if not checkpoint:
+                tune.report(result)
+                continue
+            with _tempfile.TemporaryDirectory() as d:
+                Path(d, "state.json").write_text(json.dumps({"epoch": metrics["epoch"]}))
+                Path(d, "state.bin").write_bytes(payload)
+                tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
+
+    return train_trial
+
+
+class NoPixels:
+    """What the surrogate is handed instead of FER2013: it trains nothing."""
+
+    def without_private_test(self):
+        return self
+
+
+# --- one cell -----------------------------------------------------------------------------------
+
+def space_text(record: dict, trials: int, concurrency: int, sampler: str, reduction: int) -> str:
+    import yaml
+
+    params = {k: v for k, v in record["base"].items()}
+    params["epochs"] = len(record["curves"][0]["epochs"])
+    params.update({k: {"choice": list(v)} for k, v in record["grid"].items()})
+    doc = {"name": "scale", "metric": "val_accuracy",
+           "search": {"sampler": sampler, "seed": 0, "num_samples": trials,
+                      "max_concurrent": concurrency, "scheduler": "asha", "grace_period": 1,
+                      "reduction_factor": reduction, "checkpoint": True},
+           "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
+           "retrain": {"epochs": 1, "seeds": [0], "tta": False},
+           "params": params}
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+class MemoryWatch(threading.Thread):
+    """Samples the machine's available memory; past ``floor_mb`` it stops the cell (it would
+    push the machine into swap or the OOM killer) and says so."""
+
+    def __init__(self, floor_mb: int):
+        super().__init__(daemon=True)
+        self.floor_mb, self.min_available_mb, self.tripped = floor_mb, 1 << 30, False
+        self.stop = threading.Event()
+
+    @staticmethod
+    def available_mb() -> int:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+        return 1 << 30
+
+    def run(self):
+        while not self.stop.wait(1.0):
+            avail = self.available_mb()
+            self.min_available_mb = min(self.min_available_mb, avail)
+            if avail < self.floor_mb and not self.tripped:
+                self.tripped = True
+                import ray
+                print(json.dumps({"did_not_fit": f"{avail} MB available, under the "
+                                                 f"{self.floor_mb} MB floor"}), flush=True)
+                ray.shutdown()  # this process started Ray's node: its processes go with it
+                os._exit(3)
+
+
+def timed_suggest(durations: list):
+    """Time every Optuna suggest of the searcher (bench-side: the class is patched here only)."""
+    from search.searcher import PrunedAwareOptunaSearch
+
+    original = PrunedAwareOptunaSearch.suggest
+
+    def suggest(self, trial_id):
+        t0 = time.perf_counter()
+        out = original(self, trial_id)
+        durations.append(time.perf_counter() - t0)
+        return out
+
+    PrunedAwareOptunaSearch.suggest = suggest
+
+
+def start_cluster(concurrency: int, raylets: int, tmp: Path):
+    """Ray with ``concurrency`` logical CPUs on ``raylets`` raylets (the head holds none when
+    there are several, as on a cluster whose head only drives)."""
+    import ray
+
+    store = 150 * MB
+    env = {"env_vars": {"RAY_DEDUP_LOGS": "0"}}
+    if raylets == 1:
+        ray.init(num_cpus=concurrency, include_dashboard=False, object_store_memory=store,
+                 log_to_driver=False, runtime_env=env, _temp_dir=str(tmp / "ray"))
+        return None
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "object_store_memory": store, "include_dashboard": False,
+        "temp_dir": str(tmp / "ray")})
+    per = concurrency // raylets
+    for i in range(raylets):
+        cluster.add_node(num_cpus=per + (1 if i < concurrency % raylets else 0),
+                         object_store_memory=store)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False, runtime_env=env)
+    return cluster
+
+
+def run_cell(args) -> dict:
+    import pandas as pd
+    import ray
+
+    from search.experiment import build_tuner
+    from search.experiment_folder import COMPLETED, ExperimentFolder
+    from search.outputs import trials_table
+    from search.space import load_space
+
+    record = json.loads(Path(args.curves).read_text())
+    tmp = Path(tempfile.mkdtemp(prefix="scale-", dir=args.workdir))
+    space_file = tmp / "scale.yaml"
+    space_file.write_text(space_text(record, args.trials, args.concurrency, args.sampler,
+                                     args.reduction_factor))
+    space = load_space(space_file)
+    experiment = tmp / "results" / "scale"
+    experiment.mkdir(parents=True)
+    suggest_s: list[float] = []
+    timed_suggest(suggest_s)
+    watch = MemoryWatch(args.memory_floor_mb)
+    cluster = start_cluster(args.concurrency, args.raylets, tmp)
+    watch.start()
+    trial_fn = make_surrogate(record, args.epoch_seconds, args.checkpoint_kb * 1024)
+    log = open(tmp / "console.log", "w")
+    out = {"trials": args.trials, "concurrency": args.concurrency, "raylets": args.raylets,
+           "epoch_s": args.epoch_seconds, "checkpoint_kb": args.checkpoint_kb,
+           "sampler": args.sampler, "reduction_factor": args.reduction_factor}
+    profiler = None
+    try:
+        # The real driver's console goes to a file: the search's own lines, at its default verbosity.
+        from search.tensorboard_logs import write_hparams_experiment
+        write_hparams_experiment(experiment, space)
+        tuner = build_tuner(space, NoPixels(), experiment, {"cpu": 1, "gpu": 0}, verbose=1,
+                            trial_fn=trial_fn)
+        if args.profile:
+            import cProfile
+            profiler = cProfile.Profile()
+        cpu0, wall0, started = time.process_time(), time.perf_counter(), time.time()
+        stdout = sys.stdout
+        sys.stdout = log
+        try:
+            if profiler:
+                profiler.enable()
+            results = tuner.fit()
+        finally:
+            if profiler:
+                profiler.disable()
+            sys.stdout = stdout
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+
+        t0 = time.perf_counter()
+        table = trials_table(results, space)
+        folder = ExperimentFolder(experiment)
+        table.to_csv(folder.trials_csv, index=False)
+        out["trials_csv_s"] = time.perf_counter() - t0
+        write_end_files(folder, table, out)
+        epochs_run = int(table["epochs"].sum())
+        results_n = epochs_run  # one reported result per epoch
+        full = {curve_key(c["config"], record["grid"]): max(e["val_accuracy"] for e in c["epochs"])
+                for c in record["curves"]}
+        proposed = [full[curve_key({k: row[f"config/{k}"] for k in record["grid"]}, record["grid"])]
+                    for _, row in table.iterrows()]
+        # Start-up: until every slot has a trial that reported (Ray's timestamps are whole
+        # seconds); on 2 cores, starting 64+ Python workers is most of it.
+        firsts = sorted(r.metrics_dataframe["timestamp"].min() for r in results
+                        if r.metrics_dataframe is not None and "timestamp" in r.metrics_dataframe)
+        if firsts:
+            out["startup_s"] = max(0.0, float(firsts[min(args.concurrency, len(firsts)) - 1])
+                                   - started - args.epoch_seconds)
+        n = len(suggest_s)
+        tenth = max(n // 10, 1)
+        out.update(
+            wall_s=wall, ideal_s=epochs_run * args.epoch_seconds / args.concurrency,
+            results=results_n, driver_cpu_s=cpu, driver_ms_per_result=1000 * cpu / max(results_n, 1),
+            driver_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            min_available_mb=watch.min_available_mb,
+            suggest_ms_first=1000 * float(pd.Series(suggest_s[:tenth]).median()) if n else None,
+            suggest_ms_last=1000 * float(pd.Series(suggest_s[-tenth:]).median()) if n else None,
+            trials_run=len(table), completed=int((table["status"] == COMPLETED).sum()),
+            failed=int((table["status"] == "failed").sum()),
+            epochs_run=epochs_run, epochs_full=len(table) * space.max_epochs,
+            best_found=float(table["best_val_accuracy"].max()),
+            best_if_all_ran=float(max(proposed)) if proposed else None,
+            folder_mb=folder_size(experiment) / MB)
+        out["wall_over_ideal"] = out["wall_s"] / out["ideal_s"] if out["ideal_s"] else None
+        out["asha_share"] = out["epochs_run"] / out["epochs_full"]
+    finally:
+        watch.stop.set()
+        log.close()
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+        if profiler:
+            import pstats
+            profiler.dump_stats(args.profile + ".prof")  # for pstats' callers/callees
+            with open(args.profile, "w") as f:
+                pstats.Stats(profiler, stream=f).sort_stats("cumulative").print_stats(60)
+                pstats.Stats(profiler, stream=f).sort_stats("tottime").print_stats(40)
+        if args.keep:
+            out["kept"] = str(experiment)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def write_end_files(folder, table, out: dict) -> None:
+    """What finish_experiment writes besides the retrain: best.yaml, the TensorBoard summary,
+    the report (its figures over every trial), each timed. The retrain's own files are stand-ins
+    (a summary naming the best trial, empty metrics): the retrain is not what this measures."""
+    from search.experiment_folder import write_json
+    from search.report import write_report
+    from search.tensorboard_logs import write_hparams_overview
+
+    best = table.loc[table["best_val_accuracy"].idxmax()]
+    write_json(folder.summary_json, {"best_trial": str(best["trial_id"])})
+    write_json(folder.metrics_json, {})
+    t0 = time.perf_counter()
+    write_hparams_overview(folder.path)
+    out["tensorboard_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    write_report(folder.path)
+    out["report_s"] = time.perf_counter() - t0
+    out["end_files_s"] = out["trials_csv_s"] + out["tensorboard_s"] + out["report_s"]
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+# --- the grid -----------------------------------------------------------------------------------
+
+COLUMNS = [
+    ("trials", "trials", "{:d}"), ("concurrency", "at once", "{:d}"), ("raylets", "raylets", "{:d}"),
+    ("wall_s", "wall (s)", "{:.0f}"), ("ideal_s", "ideal (s)", "{:.0f}"),
+    ("wall_over_ideal", "wall / ideal", "{:.2f}"), ("startup_s", "start-up (s)", "{:.0f}"),
+    ("results", "results", "{:d}"),
+    ("driver_ms_per_result", "driver CPU / result (ms)", "{:.1f}"),
+    ("driver_peak_rss_mb", "driver peak RSS (MB)", "{:.0f}"),
+    ("suggest_ms_first", "suggest, first 10% (ms)", "{:.1f}"),
+    ("suggest_ms_last", "suggest, last 10% (ms)", "{:.1f}"),
+    ("end_files_s", "trials.csv + TB + report (s)", "{:.1f}"),
+    ("folder_mb", "folder (MB)", "{:.0f}"), ("asha_share", "epochs run / all", "{:.2f}"),
+    ("best_found", "best found", "{:.4f}"), ("best_if_all_ran", "best, all to the end", "{:.4f}"),
+]
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(h for _, h, _ in COLUMNS) + " |",
+             "|" + " --- |" * len(COLUMNS)]
+    for r in rows:
+        if r.get("skipped") or r.get("error"):
+            why = r.get("skipped") or r.get("error")
+            lines.append(f"| {r['trials']} | {r['concurrency']} | {r.get('raylets', 1)} | "
+                         f"{why} |" + " |" * (len(COLUMNS) - 4))
+            continue
+        cells = []
+        for key, _, fmt in COLUMNS:
+            v = r.get(key)
+            cells.append("" if v is None else fmt.format(int(v) if "d" in fmt else v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_grid(args) -> int:
+    import pandas as pd
+
+    rows = []
+    cells = [(t, c, 1) for t in args.trials for c in args.concurrency]
+    cells += [(t, c, r) for t, c, r in args.extra]
+    for trials, concurrency, raylets in cells:
+        cmd = [sys.executable, __file__, "cell", "--trials", str(trials), "--concurrency",
+               str(concurrency), "--raylets", str(raylets), "--epoch-seconds",
+               str(args.epoch_seconds), "--checkpoint-kb", str(args.checkpoint_kb),
+               "--sampler", args.sampler, "--reduction-factor", str(args.reduction_factor),
+               "--memory-floor-mb", str(args.memory_floor_mb), "--curves", args.curves]
+        print(f"cell {trials} trials x {concurrency} at once on {raylets} raylet(s) ...",
+              flush=True)
+        t0 = time.time()
+        workers = min(trials, concurrency)
+        need, avail = workers * args.worker_mb + args.memory_floor_mb, MemoryWatch.available_mb()
+        if need > avail:
+            rows.append({"trials": trials, "concurrency": concurrency, "raylets": raylets,
+                         "skipped": f"did not fit: {workers} workers need ~{need / 1024:.0f} GiB, "
+                                    f"{avail / 1024:.0f} GiB available"})
+            print(f"  {rows[-1]['skipped']}", flush=True)
+            continue
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if lines and "did_not_fit" in lines[-1]:
+            row = {"trials": trials, "concurrency": concurrency, "raylets": raylets,
+                   "skipped": "did not fit: " + json.loads(lines[-1])["did_not_fit"]}
+        elif proc.returncode == 0 and lines:
+            row = json.loads(lines[-1])
+        else:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+            row = {"trials": trials, "concurrency": concurrency, "raylets": raylets,
+                   "error": f"failed (exit {proc.returncode}): {' / '.join(tail)[:300]}"}
+        rows.append(row)
+        print(f"  {time.time() - t0:.0f} s: " + json.dumps(
+            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
+            flush=True)
+        pd.DataFrame(rows).to_csv(args.out, index=False)
+    print(markdown(rows))
+    print(f"table: {args.out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--epoch-seconds", type=float, default=2.0,
+                       help="each surrogate epoch sleeps this long (a GPU epoch of FER2013: seconds)")
+        p.add_argument("--checkpoint-kb", type=int, default=256, help="each checkpoint's size")
+        p.add_argument("--sampler", default="tpe")
+        p.add_argument("--reduction-factor", type=int, default=2)
+        p.add_argument("--curves", default=str(CURVES), help="recorded curves (record_curves.py)")
+        p.add_argument("--memory-floor-mb", type=int, default=2048,
+                       help="stop a cell when less memory than this is available")
+
+    grid = sub.add_parser("grid", help="every cell, each in its own process; a table at the end")
+    grid.add_argument("--trials", type=lambda s: [int(x) for x in s.split(",")],
+                      default=[100, 300, 1000])
+    grid.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")],
+                      default=[16, 64, 256])
+    grid.add_argument("--extra", type=lambda s: [tuple(int(v) for v in c.split("x"))
+                                                 for c in s.split(",")], default=[],
+                      help="more cells as TRIALSxCONCURRENCYxRAYLETS, e.g. 1000x64x4")
+    grid.add_argument("--out", default=str(HERE / "scale.csv"))
+    grid.add_argument("--worker-mb", type=int, default=110,
+                      help="memory one idle Ray worker holds here (measured: ~100 MB); a cell "
+                           "whose workers would not fit is skipped, not started")
+    common(grid)
+    cell = sub.add_parser("cell", help="one cell; prints its figures as one JSON line")
+    cell.add_argument("--trials", type=int, required=True)
+    cell.add_argument("--concurrency", type=int, required=True)
+    cell.add_argument("--raylets", type=int, default=1)
+    cell.add_argument("--workdir", default=None, help="where the experiment folder goes (/tmp)")
+    cell.add_argument("--keep", action="store_true", help="keep the experiment folder")
+    cell.add_argument("--profile", help="cProfile the driver's fit into this text file")
+    common(cell)
+    args = parser.parse_args(argv)
+    if not Path(args.curves).is_file():
+        print(f"error: {args.curves} is missing; run bench/record_curves.py first", file=sys.stderr)
+        return 2
+    if args.command == "grid":
+        return run_grid(args)
+    print(json.dumps(run_cell(args)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
