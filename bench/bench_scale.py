@@ -100,7 +100,8 @@ def space_text(record: dict, trials: int, concurrency: int, sampler: str, reduct
     doc = {"name": "scale", "metric": "val_accuracy",
            "search": {"sampler": sampler, "seed": 0, "num_samples": trials,
                       "max_concurrent": concurrency, "scheduler": "asha", "grace_period": 1,
-                      "reduction_factor": reduction, "checkpoint": True},
+                      "reduction_factor": reduction, "checkpoint": True,
+                      "exact_resume": False},
            "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
            "retrain": {"epochs": 1, "seeds": [0], "tta": False},
            "params": params}
@@ -181,7 +182,7 @@ def run_cell(args) -> dict:
     import ray
 
     from search.experiment import build_tuner
-    from search.experiment_folder import COMPLETED, ExperimentFolder
+    from search.experiment_folder import COMPLETED, FAILED, ExperimentFolder
     from search.outputs import trials_table
     from search.space import load_space
 
@@ -255,7 +256,7 @@ def run_cell(args) -> dict:
             suggest_ms_first=1000 * float(pd.Series(suggest_s[:tenth]).median()) if n else None,
             suggest_ms_last=1000 * float(pd.Series(suggest_s[-tenth:]).median()) if n else None,
             trials_run=len(table), completed=int((table["status"] == COMPLETED).sum()),
-            failed=int((table["status"] == "failed").sum()),
+            failed=int((table["status"] == FAILED).sum()),
             epochs_run=epochs_run, epochs_full=len(table) * space.max_epochs,
             best_found=float(table["best_val_accuracy"].max()),
             best_if_all_ran=float(max(proposed)) if proposed else None,

@@ -16,7 +16,6 @@ Example (the line a finished trial gets):
 """
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -37,6 +36,13 @@ def quiet_ray_console() -> None:
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     logging.getLogger("ray.train").setLevel(logging.ERROR)
+
+
+def print_line(text: str) -> None:
+    """The console's output. A module function, looked up when called: Tune pickles its
+    callbacks, and Ray may swap ``builtins.print`` in the driver (tqdm_ray) once worker logs
+    arrive, after which a reference to the old ``print`` no longer pickles."""
+    print(text, flush=True)
 
 
 def format_value(v) -> str:
@@ -60,13 +66,13 @@ class ConsoleCallback(Callback):
 
     def __init__(self, *, metric: str, mode: str, num_samples: int, max_epochs: int,
                  scheduler=None, time_budget_s: float | None = None, searched=None,
-                 print_fn=functools.partial(print, flush=True),
+                 print_fn=None,
                  progress_every_s: float = PROGRESS_EVERY_S):
         self.metric, self.mode = metric, mode
         self.num_samples, self.max_epochs = num_samples, max_epochs
         self.scheduler, self.time_budget_s = scheduler, time_budget_s
         self.searched = None if searched is None else list(searched)  # None: print every key
-        self.print = print_fn
+        self.print = print_fn or print_line
         self.every = progress_every_s
         self.start = time.time()
         self.last_progress = 0.0

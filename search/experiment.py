@@ -135,12 +135,13 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
             time_budget_s=space.search.time_budget_minutes * 60 or None),
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=str(experiment.parent),
-            # Two per trial, not one: Tune snapshots the whole experiment (every trial's state
-            # and the pickled searcher) whenever a trial has saved num_to_keep checkpoints since
-            # the last snapshot, so 1 meant a snapshot per result, O(trials) each
-            # (bench/bench_scale.py); with 2, about one per epoch length, whatever the
-            # number of trials. Resume needs only the last.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # Tune snapshots the whole experiment (every trial's state and the pickled searcher)
+            # whenever a trial has saved num_to_keep checkpoints since the last snapshot: with 1,
+            # after every result, O(trials) each, so the driver's cost per result grows with the
+            # search (bench/bench_scale.py), but the snapshot always knows which trials ended.
+            # With 2 (exact_resume: false), about one per epoch length. Resume needs only the last.
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1 if space.search.exact_resume else 2),
             failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
             callbacks=callbacks,
             verbose=verbose if verbose >= 2 else 0))

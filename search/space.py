@@ -73,6 +73,11 @@ class SearchSettings:
     rung_metric: str = ""            # what ASHA compares at a rung: "" (= metric) or train_loss
     max_failures: int = 0            # retries per trial for infrastructure failures
     checkpoint: bool = True          # a checkpoint per epoch (needed to resume a trial)
+    exact_resume: bool = True        # false: Tune snapshots the search about once an epoch, not
+                                     # after every result (for hundreds of trials: the driver's
+                                     # cost per result stays flat, bench/bench_scale.py); a trial
+                                     # that ended just before a driver crash may then run again
+                                     # on --resume
     drop_duplicates: bool = False    # drop Training faces pixel-identical to a PublicTest/
                                      # PrivateTest one (see fer_models.audit)
     time_budget_minutes: float = 0.0  # >0: stop the search (running trials too) after this long

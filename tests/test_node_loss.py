@@ -25,7 +25,7 @@ from tests.local_cluster import (MB, auth_env, free_port, new_cluster_dir, proce
                                  ray_start, teardown, tiny_fer_csv, wait_for_nodes)
 
 REPO = Path(__file__).resolve().parents[1]
-EPOCHS = 4
+EPOCHS = 5
 pytestmark = pytest.mark.slow
 
 SPACE = {
@@ -110,7 +110,9 @@ def test_a_search_survives_losing_a_worker_node(three_raylets, small_csv, tmp_pa
                 + log_path.read_text()[-3000:]
             runs = progress(exp)
             done = {d: len(df) for d, df in runs.items() if len(df) == EPOCHS}
-            running = {d: df for d, df in runs.items() if 1 <= len(df) < EPOCHS}
+            # Two epochs left at least: the raylet's death must reach its worker (about a
+            # second) before the trial could finish anyway.
+            running = {d: df for d, df in runs.items() if 1 <= len(df) <= EPOCHS - 2}
             if done and running:
                 victim, df = next(iter(running.items()))
                 node = str(df["node_id"].iloc[-1])
@@ -152,7 +154,7 @@ def test_a_search_survives_losing_a_worker_node(three_raylets, small_csv, tmp_pa
     assert set(resumed["node_id"]) != {killed_node}
     assert str(trials.set_index("trial_id").loc[str(rows["trial_id"].iloc[0]), "node_id"]) != killed_node
     retried = sum(int((df["iterations_since_restore"] == 1).sum()) > 1 for df in after.values())
-    print(f"node loss: raylet of node {killed_node[:8]} killed with trial {victim.name[:24]} at "
+    print(f"node loss: raylet of node {killed_node[:8]} killed with trial {victim.name[:24]} last seen at "
           f"epoch {epochs_at_kill}/{EPOCHS}; trials retried: {retried}; epochs redone: "
           f"{len(rows) - EPOCHS} (resumed at epoch {int(resumed['epoch'].iloc[0])}); "
           f"{len(finished_before)} finished trial(s) untouched")
