@@ -60,7 +60,7 @@ def make_surrogate(record: dict, epoch_s: float, checkpoint_bytes: int):
         import ray
         from ray import tune
 
-        curve = curves[json.dumps([round(float(config[k]), 8) for k in grid])]
+        curve = curves[curve_key(config, grid)]
         start = 0
         ckpt = tune.get_checkpoint()
         if ckpt is not None:

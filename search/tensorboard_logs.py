@@ -262,7 +262,7 @@ def write_hparams_overview(experiment: Path) -> dict[str, str]:
             writer.add_scalar("search/status", STATUS_CODES.get(row["status"], STATUS_CODES[FAILED]),
                               global_step=max(epochs, 1))
             if "feasible" in row:
-                writer.add_scalar("search/feasible", float(row["feasible"] is True or row["feasible"] == 1),
+                writer.add_scalar("search/feasible", float(bool(row["feasible"])),
                                   global_step=max(epochs, 1))
             if not has_hparams_session(trial_dir):
                 start = trial_dir.stat().st_mtime
