@@ -44,6 +44,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (avx512_bf16 or AMX): without them torch emulates
+    bf16 and autocast is slower than fp32."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether training steps run under bf16 autocast: ``amp`` on CUDA, ``cpu_bf16`` on a CPU
+    that has bf16 instructions (elsewhere fp32, so a space runs on every node of a cluster).
+    Evaluation stays fp32 on the CPU: what a trial reports is what ``predict`` measures."""
+    if device.type == "cuda":
+        return cfg.amp
+    return device.type == "cpu" and cfg.cpu_bf16 and cpu_has_bf16()
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global RNG (weight init, dropout) and return the batch/augmentation RNG."""
     torch.manual_seed(seed)
@@ -172,7 +187,7 @@ def train_one_epoch(model, optimizer, images: torch.Tensor, labels: torch.Tensor
     perm = torch.randperm(n, generator=generator).to(device)
     total = torch.zeros((), device=device)
     steps = 0
-    use_amp = cfg.amp and device.type == "cuda"
+    use_amp = uses_bf16(cfg, device)
     start = time.perf_counter()
     for i in range(0, n - bs + 1, bs):  # drop the ragged last batch: BatchNorm dislikes tiny ones
         idx = perm[i:i + bs]

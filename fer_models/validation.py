@@ -123,6 +123,7 @@ RULES: dict[str, Rule] = {
     "threads": Rule("int", 0, 4096, why="0: torch's default"),
     "channels_last": Rule("bool"),
     "amp": Rule("bool"),
+    "cpu_bf16": Rule("bool"),
     "eval_batch_size": Rule("int", 1, 1 << 20),
     "train_on_public": Rule("bool"),
 }
