@@ -53,7 +53,8 @@ def make_surrogate(record: dict, epoch_s: float, checkpoint_bytes: int):
     payload = os.urandom(checkpoint_bytes)
     finished_key, private_key = "trial_finished", "private_test_rows_seen"  # search.trainable's
 
-    def train_trial(config, data, threads=1, checkpoint=True, measure=False):
+    def train_trial(config, data, threads=1, checkpoint=True, measure=False,
+                    checkpoint_every_s=0.0):
         import tempfile as _tempfile
         import time as _time
 
@@ -67,13 +68,15 @@ def make_surrogate(record: dict, epoch_s: float, checkpoint_bytes: int):
             with ckpt.as_directory() as d:
                 start = json.loads(Path(d, "state.json").read_text())["epoch"]
         node = ray.get_runtime_context().get_node_id()
+        last_checkpoint = _time.monotonic()  # search.trainable.CheckpointPacer's rule
         for metrics in curve[start:]:
             _time.sleep(epoch_s)
             result = {**metrics, finished_key: bool(metrics["final_epoch"]), private_key: 0,
                       "node_id": node}
-            if not checkpoint:
+            if not checkpoint or _time.monotonic() - last_checkpoint < checkpoint_every_s:
                 tune.report(result)
                 continue
+            last_checkpoint = _time.monotonic()
             with _tempfile.TemporaryDirectory() as d:
                 Path(d, "state.json").write_text(json.dumps({"epoch": metrics["epoch"]}))
                 Path(d, "state.bin").write_bytes(payload)
@@ -91,7 +94,8 @@ class NoPixels:
 
 # --- one cell -----------------------------------------------------------------------------------
 
-def space_text(record: dict, trials: int, concurrency: int, sampler: str, reduction: int) -> str:
+def space_text(record: dict, trials: int, concurrency: int, sampler: str, reduction: int,
+               checkpoint_every_s: float = 0.0) -> str:
     import yaml
 
     params = {k: v for k, v in record["base"].items()}
@@ -101,7 +105,7 @@ def space_text(record: dict, trials: int, concurrency: int, sampler: str, reduct
            "search": {"sampler": sampler, "seed": 0, "num_samples": trials,
                       "max_concurrent": concurrency, "scheduler": "asha", "grace_period": 1,
                       "reduction_factor": reduction, "checkpoint": True,
-                      "exact_resume": False},
+                      "exact_resume": False, "checkpoint_every_s": checkpoint_every_s},
            "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
            "retrain": {"epochs": 1, "seeds": [0], "tta": False},
            "params": params}
@@ -190,7 +194,7 @@ def run_cell(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="scale-", dir=args.workdir))
     space_file = tmp / "scale.yaml"
     space_file.write_text(space_text(record, args.trials, args.concurrency, args.sampler,
-                                     args.reduction_factor))
+                                     args.reduction_factor, args.checkpoint_every_s))
     space = load_space(space_file)
     experiment = tmp / "results" / "scale"
     experiment.mkdir(parents=True)
@@ -203,6 +207,7 @@ def run_cell(args) -> dict:
     log = open(tmp / "console.log", "w")
     out = {"trials": args.trials, "concurrency": args.concurrency, "raylets": args.raylets,
            "epoch_s": args.epoch_seconds, "checkpoint_kb": args.checkpoint_kb,
+           "checkpoint_every_s": args.checkpoint_every_s,
            "sampler": args.sampler, "reduction_factor": args.reduction_factor}
     profiler = None
     try:
@@ -350,6 +355,7 @@ def run_grid(args) -> int:
         cmd = [sys.executable, __file__, "cell", "--trials", str(trials), "--concurrency",
                str(concurrency), "--raylets", str(raylets), "--epoch-seconds",
                str(args.epoch_seconds), "--checkpoint-kb", str(args.checkpoint_kb),
+               "--checkpoint-every-s", str(args.checkpoint_every_s),
                "--sampler", args.sampler, "--reduction-factor", str(args.reduction_factor),
                "--memory-floor-mb", str(args.memory_floor_mb), "--curves", args.curves]
         print(f"cell {trials} trials x {concurrency} at once on {raylets} raylet(s) ...",
@@ -392,6 +398,9 @@ def main(argv=None) -> int:
         p.add_argument("--epoch-seconds", type=float, default=2.0,
                        help="each surrogate epoch sleeps this long (a GPU epoch of FER2013: seconds)")
         p.add_argument("--checkpoint-kb", type=int, default=256, help="each checkpoint's size")
+        p.add_argument("--checkpoint-every-s", type=float, default=0.0,
+                       help="search.checkpoint_every_s: a trial checkpoints at most this often "
+                            "(0: every epoch)")
         p.add_argument("--sampler", default="tpe")
         p.add_argument("--reduction-factor", type=int, default=2)
         p.add_argument("--curves", default=str(CURVES), help="recorded curves (record_curves.py)")

@@ -73,6 +73,10 @@ class SearchSettings:
     rung_metric: str = ""            # what ASHA compares at a rung: "" (= metric) or train_loss
     max_failures: int = 0            # retries per trial for infrastructure failures
     checkpoint: bool = True          # a checkpoint per epoch (needed to resume a trial)
+    checkpoint_every_s: float = 0.0  # >0: a trial checkpoints at most this often (seconds since
+                                     # its last one): for epochs of seconds, where a checkpoint
+                                     # per epoch costs the trial and the driver more than a
+                                     # retry redoes (bench/bench_scale.py); 0: every epoch
     exact_resume: bool = True        # false: Tune snapshots the search about once an epoch, not
                                      # after every result (for hundreds of trials: the driver's
                                      # cost per result stays flat, bench/bench_scale.py); a trial
@@ -307,6 +311,8 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
         raise err("search.time_budget_minutes", "must be >= 0 (0 = no budget)")
     if search.max_failures < 0:
         raise err("search.max_failures", "must be >= 0")
+    if search.checkpoint_every_s < 0:
+        raise err("search.checkpoint_every_s", "must be >= 0 (0 = a checkpoint every epoch)")
     for key in ("cpus_per_trial", "gpus_per_trial"):
         v = getattr(res, key)
         if v != "auto" and v < 0:

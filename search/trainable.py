@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 
 import ray
 import torch
@@ -21,11 +22,36 @@ FINISHED_KEY = "trial_finished"      # True on a trial's last epoch: it was not 
 PRIVATE_ROWS_KEY = "private_test_rows_seen"  # PrivateTest rows in the data the trial was handed
 
 
+class CheckpointPacer:
+    """When a trial checkpoints: after every epoch (``every_s`` 0), or once at least ``every_s``
+    seconds have passed since its last checkpoint (or its start). Fewer checkpoints mean fewer
+    bytes written per epoch and fewer experiment snapshots for Tune, which forces one whenever
+    a trial has saved ``num_to_keep`` checkpoints; a retried trial redoes at most ``every_s``.
+
+    Example:
+        >>> pacer = CheckpointPacer(every_s=0)
+        >>> pacer.due()
+        True
+    """
+
+    def __init__(self, every_s: float = 0.0, clock=time.monotonic):
+        self.every_s, self.clock = float(every_s), clock
+        self.last = clock()
+
+    def due(self) -> bool:
+        now = self.clock()
+        if now - self.last < self.every_s:
+            return False
+        self.last = now
+        return True
+
+
 def train_trial(config: dict, data: FER2013, threads: int = 1, checkpoint: bool = True,
-                measure: bool = False) -> None:
+                measure: bool = False, checkpoint_every_s: float = 0.0) -> None:
     """The Tune function trainable; ``data`` arrives via ``tune.with_parameters``. ``measure``:
     profile the trial's model (params, MACs, ONNX Runtime latency on this node) once, before
-    training, and carry the figures in every result (a stopped trial has them too)."""
+    training, and carry the figures in every result (a stopped trial has them too).
+    ``checkpoint_every_s``: see :class:`CheckpointPacer`."""
     if data.private_test is not None:  # the driver must strip it; refuse to run otherwise
         raise RuntimeError("PrivateTest must not be handed to search trials")
     torch.set_num_threads(max(int(threads), 1))
@@ -51,10 +77,12 @@ def train_trial(config: dict, data: FER2013, threads: int = 1, checkpoint: bool 
         where.update({k: v for k, v in profile.items() if k != "machine"},
                      latency_machine=profile["machine"])
 
+    pacer = CheckpointPacer(checkpoint_every_s)
+
     def report(metrics: dict, get_state) -> None:
         finished = bool(metrics["final_epoch"])  # the last epoch, or the trainer's early stop
         result = {**metrics, FINISHED_KEY: finished, **seen, **where}
-        if not checkpoint:
+        if not checkpoint or not pacer.due():
             tune.report(result)
             return
         with tempfile.TemporaryDirectory() as d:

@@ -137,3 +137,18 @@ def test_trainable_refuses_private_test():
     faces = Split(np.zeros((8, 48, 48), np.uint8), np.arange(8) % 7)
     with pytest.raises(RuntimeError, match="PrivateTest must not be handed"):
         train_trial({"backbone": "resnet10t", "epochs": 1}, FER2013(faces, faces, faces))
+
+
+def test_checkpoint_pacer_every_epoch_or_at_most_every_n_seconds():
+    from search.trainable import CheckpointPacer
+
+    now = [100.0]
+    every_epoch = CheckpointPacer(0, clock=lambda: now[0])
+    paced = CheckpointPacer(10, clock=lambda: now[0])
+    due = []
+    for t in (102, 104, 110, 112, 119.5, 120.5, 121):  # epoch ends, seconds on the clock
+        now[0] = t
+        assert every_epoch.due()
+        due.append(paced.due())
+    # 10 s after the start (110), then 10 s after that checkpoint (120.5)
+    assert due == [False, False, True, False, False, True, False]

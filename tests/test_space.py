@@ -56,6 +56,7 @@ BAD_SPACES = [
     ("negative_resources", "resources: {cpus_per_trial: -1}\nparams: {epochs: 1}", "resources.cpus_per_trial", ">= 0"),
     ("bad_seeds", "retrain: {seeds: []}\nparams: {epochs: 1}", "retrain.seeds", "non-empty"),
     ("negative_time_budget", "search: {time_budget_minutes: -1}\nparams: {epochs: 1}", "search.time_budget_minutes", ">= 0"),
+    ("negative_checkpoint_pace", "search: {checkpoint_every_s: -5}\nparams: {epochs: 1}", "search.checkpoint_every_s", ">= 0"),
     ("zero_top_k", "retrain: {top_k: 0}\nparams: {epochs: 1}", "retrain.top_k", ">= 1"),
     ("text_top_k", "retrain: {top_k: two}\nparams: {epochs: 1}", "retrain.top_k", "int"),
     ("text_drop_duplicates", "search: {drop_duplicates: yes please}\nparams: {epochs: 1}", "search.drop_duplicates", "bool"),

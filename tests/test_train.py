@@ -15,7 +15,7 @@ import torch
 from fer_models import (EMOTIONS, FER2013, NonFiniteLossError, Split, TrainConfig, evaluate, fit,
                         load_model, metrics_from_probs, predict_proba, save_model, train_one_epoch)
 from fer_models.checkpoint import load_state, save_state
-from fer_models.train import build_model, build_optimizer, seed_everything
+from fer_models.train import build_model, build_optimizer, cpu_has_bf16, seed_everything, uses_bf16
 from tests.faults import diverging
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,6 +108,24 @@ def test_same_seed_same_history_other_seed_differs(tiny, reference):
     assert states_equal(again.model, result.model)
     other = fit(cfg_(seed=1, epochs=1), tiny)
     assert other.history[0]["train_loss"] != result.history[0]["train_loss"]
+
+
+def test_bf16_autocast_where_asked_and_supported():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert uses_bf16(cfg_(cpu_bf16=True), cpu) == cpu_has_bf16()  # fp32 on CPUs without bf16
+    assert not uses_bf16(cfg_(), cpu) and not uses_bf16(cfg_(cpu_bf16=True), torch.device("meta"))
+    assert uses_bf16(cfg_(), cuda) and not uses_bf16(cfg_(amp=False), cuda)
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bf16 instructions")
+def test_cpu_bf16_reruns_exactly_and_differs_from_fp32(tiny, reference):
+    cfg = cfg_(cpu_bf16=True)
+    first, again = fit(cfg, tiny), fit(cfg, tiny)
+    assert metrics_only(first.history) == metrics_only(again.history)  # seeded: bit for bit
+    assert states_equal(first.model, again.model)
+    fp32 = reference[0]
+    assert first.history[0]["train_loss"] != fp32.history[0]["train_loss"]  # autocast did run
+    assert all(p.dtype == torch.float32 for p in first.model.parameters())  # weights stay fp32
 
 
 def test_resume_matches_uninterrupted_run(tiny, reference):
