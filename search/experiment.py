@@ -87,8 +87,10 @@ def build_trainable(space: SearchSpace, data: FER2013, resources: dict, trial_fn
     trainable = tune.with_parameters(
         trial_fn, data=data.without_private_test(),  # trials never receive PrivateTest
         threads=max(int(resources["cpu"]), 1), checkpoint=space.search.checkpoint,
-        checkpoint_every_s=space.search.checkpoint_every_s,
-        **({"measure": True} if space.measures else {}))
+        # optional keywords only when set: a trial function written for the plain call still fits
+        **({"measure": True} if space.measures else {}),
+        **({"checkpoint_every_s": space.search.checkpoint_every_s}
+           if space.search.checkpoint_every_s else {}))
     return tune.with_resources(trainable, resources)
 
 
