@@ -43,6 +43,8 @@ class TrainConfig:
     plateau_factor: float = 0.1
     plateau_patience: int = 3
     early_stop_patience: int = 0   # >0: stop when val loss stalls this many epochs, restore best
+    keep_best: bool = False        # return the best PublicTest epoch's weights, not the last's
+                                   # (long retrains overfit late); needs a validation split
     label_smoothing: float = 0.0
     grad_clip: float = 0.0         # max grad norm; 0 = off
     ema_decay: float = 0.0         # >0: timm ModelEmaV3 of the weights (warm-up on); kept if better

@@ -295,6 +295,8 @@ def fit(cfg: TrainConfig, data: FER2013,
                         cfg.in_chans, cfg.eval_batch_size, device,
                         channels_last=cfg.channels_last, crop=cfg.crop)
 
+    # Early stopping and keep_best hand back the best PublicTest epoch's weights (raw or EMA).
+    restore_best = validate and (cfg.keep_best or cfg.early_stop_patience > 0)
     stopped_early = False
     selected = ema.module if ema is not None else model  # what the last epoch would deliver
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -316,7 +318,7 @@ def fit(cfg: TrainConfig, data: FER2013,
                            val_macro_f1=val["macro_f1"])
             if val["accuracy"] > best["val_accuracy"]:  # the best checkpoint is kept by accuracy
                 best.update(val_accuracy=val["accuracy"], epoch=epoch,
-                            weights=copy.deepcopy(selected.state_dict()) if cfg.early_stop_patience else None)
+                            weights=copy.deepcopy(selected.state_dict()) if restore_best else None)
             if val["loss"] < best["val_loss"] - 1e-4:  # early stopping watches the loss (Keras-style)
                 best.update(val_loss=val["loss"], stale=0)
             else:
@@ -334,8 +336,9 @@ def fit(cfg: TrainConfig, data: FER2013,
                                              num_updates, history, best, ema))
         if stopped_early:
             break
-    if cfg.early_stop_patience and best["weights"] is not None:
-        # restore the best-accuracy weights, as the seed did (the EMA's, when they were better)
+    if restore_best and best["weights"] is not None:
+        # restore the best-accuracy weights, as the seed did (the EMA's, when they were better);
+        # ``selected`` is the module of the epoch that set them, raw and EMA share their keys
         selected.load_state_dict(best["weights"])
     return FitResult(selected, history, best_epoch=best["epoch"], stopped_early=stopped_early)
 
@@ -349,7 +352,7 @@ def _state(model, optimizer, scheduler, generator, epoch, num_updates, history, 
              "best": {k: best[k] for k in ("val_accuracy", "val_loss", "epoch", "stale")}}
     if ema is not None:
         state["ema"] = ema.module.state_dict()
-    if best.get("weights") is not None:  # only kept with early stopping, to restore at the end
+    if best.get("weights") is not None:  # only kept to restore at the end (early stopping, keep_best)
         state["best"]["weights"] = best["weights"]
     if scheduler is not None and hasattr(scheduler, "lr_scheduler"):
         state["plateau"] = scheduler.lr_scheduler.state_dict()

@@ -103,6 +103,7 @@ RULES: dict[str, Rule] = {
     "plateau_factor": Rule("float", 0.0, 1.0, low_open=True, high_open=True),
     "plateau_patience": Rule("int", 0, 100000),
     "early_stop_patience": Rule("int", 0, 100000, why="0: off"),
+    "keep_best": Rule("bool"),
     "label_smoothing": _unit(open_high=True),
     "grad_clip": Rule("float", 0.0, 1e9, why="0: off"),
     "ema_decay": _unit(open_high=True, why="0: off"),

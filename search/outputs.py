@@ -90,7 +90,8 @@ def write_best_yaml(path: Path, space, config: dict) -> None:
                    "drop_duplicates": space.search.drop_duplicates},
         "retrain": {"epochs": space.retrain.epochs, "seeds": list(space.retrain.seeds),
                     "train_on_public": space.retrain.train_on_public, "tta": space.retrain.tta,
-                    "top_k": 1},  # one config: nothing to ensemble
+                    "top_k": 1,  # one config: nothing to ensemble
+                    **({"params": dict(space.retrain.params)} if space.retrain.params else {})},
         "params": {k: plain(v) for k, v in sorted(config.items())},
     }
     if space.measures:  # the rerun measures the model and checks it as the search did

@@ -40,7 +40,7 @@ def retrain_one(config: dict, data: FER2013, threads: int, tta: bool) -> dict:
     result = fit(cfg, data, log=lambda line: print(tag, line, flush=True))  # reads no PrivateTest
     device = resolve_device(cfg.device)
     test = data.private_test
-    out = {"seed": cfg.seed, "history": result.history,
+    out = {"seed": cfg.seed, "history": result.history, "best_epoch": result.best_epoch,
            "probs": predict_proba(result.model, test.images, cfg.input_size, cfg.in_chans,
                                   cfg.eval_batch_size, device, crop=cfg.crop)}
     if tta:
@@ -86,7 +86,7 @@ def retrain_configs(space, configs: list[dict]) -> list[dict]:
     epochs = space.retrain.epochs
     tasks = []
     for i, best in enumerate(configs):
-        config = dict(best)
+        config = {**best, **space.retrain.params}  # what a short trial cannot judge
         config.update(epochs=epochs or int(config.get("epochs", TrainConfig().epochs)),
                       train_on_public=space.retrain.train_on_public)
         schedule = config.get("scheduler", TrainConfig().scheduler)
@@ -118,7 +118,9 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
     labels = np.asarray(data.private_test.labels)
 
     def scores(out: dict) -> dict:
-        s = {"seed": out["seed"], **_short(metrics_from_probs(out["probs"], labels))}
+        # best_epoch: the best PublicTest epoch (the weights scored, with keep_best)
+        s = {"seed": out["seed"], "best_epoch": out["best_epoch"],
+             **_short(metrics_from_probs(out["probs"], labels))}
         if "probs_tta" in out:
             s["accuracy_tta"] = metrics_from_probs(out["probs_tta"], labels)["accuracy"]
         return s

@@ -11,7 +11,8 @@ A space file has these top-level sections (all but ``params`` optional)::
                 scheduler: asha, grace_period: 1, reduction_factor: 3, rung_metric: "",
                 max_failures: 0}
     resources: {cpus_per_trial: auto, gpus_per_trial: auto, trials_per_gpu: 4}
-    retrain:   {epochs: 20, seeds: [0], train_on_public: false, tta: true, top_k: 1}
+    retrain:   {epochs: 20, seeds: [0], train_on_public: false, tta: true, top_k: 1,
+                params: {keep_best: true, erase_prob: 0.5}}   # set over the winner's config
     params:                    # any fer_models.TrainConfig field: a fixed value or a distribution
       backbone:   {choice: [resnet18, mobilenetv3_small_100]}
       lr:         {loguniform: [1.0e-4, 1.0e-2]}
@@ -105,6 +106,9 @@ class RetrainSettings:
                                      # top_k 1 and 2 seeds: one config, its mean +- sd and ensemble)
     pareto: bool = False             # several objectives: retrain every point of the Pareto front
     pareto_max: int = 5              # (up to this many), each scored once (pareto.csv)
+    params: dict = field(default_factory=dict)  # TrainConfig values the retrain sets over the
+                                     # winner's: what a short trial cannot judge (regularisation
+                                     # for a long schedule, keep_best)
 
 
 @dataclass
@@ -329,6 +333,22 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
         _check_value("retrain.seeds", "seed", seed, err)
     if retrain.epochs:
         _check_value("retrain.epochs", "epochs", retrain.epochs, err)
+    own = {"epochs": "retrain.epochs", "seed": "retrain.seeds",
+           "train_on_public": "retrain.train_on_public"}
+    for name, value in retrain.params.items():
+        key = f"retrain.params.{name}"
+        if name in own:
+            raise err(key, f"set by {own[name]}, not here")
+        if name not in _FIELD_TYPES or name in _NOT_TUNABLE:
+            _reject_unknown({name: None}, set(_FIELD_TYPES) - _NOT_TUNABLE - set(own),
+                            "retrain.params.", err)
+        if isinstance(value, (dict, list)):
+            raise err(key, f"must be one fixed value (the retrain samples nothing), got {value!r}")
+        _check_value(key, name, float(value) if _FIELD_TYPES[name] == "float" and _is_number(value)
+                     else value, err)
+    if retrain.params.get("keep_best") and retrain.train_on_public:
+        raise err("retrain.params.keep_best", "picks an epoch on PublicTest, which "
+                  "retrain.train_on_public trains on; use one or the other")
 
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}

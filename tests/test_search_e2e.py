@@ -107,10 +107,13 @@ def test_outputs_agree_with_each_other(smoke_run):
     assert winner.trial_id == summary["best_trial"]
     assert best["params"]["lr"] == pytest.approx(winner["config/lr"])
     assert best["params"]["optimizer"] == winner["config/optimizer"]
-    load_space(exp / "best.yaml")  # re-runnable: a valid space file
+    assert load_space(exp / "best.yaml").retrain.params == {"keep_best": True}  # re-runnable
+
+    assert "config/keep_best" not in trials  # retrain.params reach the retrain only
 
     model, cfg = load_model(exp / "model")
     assert cfg.lr == pytest.approx(winner["config/lr"]) and cfg.epochs == summary["retrain_epochs"]
+    assert cfg.keep_best is True
 
 
 def test_private_test_never_reached_a_trial(smoke_run, small_csv):

@@ -12,6 +12,7 @@ import pytest
 
 import ray
 
+from fer_models.config import TrainConfig
 from search.run import main
 from search.space import SpaceError, load_space
 
@@ -63,6 +64,11 @@ BAD_SPACES = [
     ("zero_samples", "search: {num_samples: 0}\nparams: {epochs: 1}", "search.num_samples", ">= 1"),
     ("negative_sampler_seed", "search: {seed: -3}\nparams: {epochs: 1}", "search.seed", "[0, 4294967295]"),
     ("negative_retrain_seed", "retrain: {seeds: [0, -1]}\nparams: {epochs: 1}", "retrain.seeds", "got -1"),
+    ("retrain_param_typo", "retrain: {params: {erase_prb: 0.5}}\nparams: {epochs: 1}", "retrain.params.erase_prb", "did you mean 'erase_prob'"),
+    ("retrain_param_out_of_range", "retrain: {params: {erase_prob: 2}}\nparams: {epochs: 1}", "retrain.params.erase_prob", "[0, 1]"),
+    ("retrain_param_distribution", "retrain: {params: {lr: {loguniform: [0.001, 0.01]}}}\nparams: {epochs: 1}", "retrain.params.lr", "one fixed value"),
+    ("retrain_param_epochs", "retrain: {params: {epochs: 9}}\nparams: {epochs: 1}", "retrain.params.epochs", "retrain.epochs"),
+    ("retrain_keep_best_on_public", "retrain: {train_on_public: true, params: {keep_best: true}}\nparams: {epochs: 1}", "retrain.params.keep_best", "train_on_public"),
     ("no_params", "search: {num_samples: 2}", "params", "required"),
     ("top_level_list", "- a\n- b", "", "expected a mapping"),
     ("invalid_yaml", "params: {lr: [1, 2\n", "", "not valid YAML"),
@@ -252,3 +258,22 @@ def test_asha_rungs_compare_the_rung_metric(tmp_path, small_data):
                              reduction_factor=2, metric="train_loss", mode="min")
     assert [(m, rec) for m, rec in reloaded.rungs()[0] if rec] == rungs
     assert len(path.read_text().splitlines()) == sum(len(rec) for _, rec in rungs)
+
+
+def test_retrain_params_are_set_over_every_retrained_config(tmp_path):
+    from search.retrain import retrain_configs
+
+    path = tmp_path / "s.yaml"
+    path.write_text(GOOD + "retrain: {epochs: 7, seeds: [0, 1], top_k: 2,\n"
+                    "          params: {keep_best: true, erase_prob: 0.5, label_smoothing: 0}}\n")
+    space = load_space(path)
+    assert space.retrain.params == {"keep_best": True, "erase_prob": 0.5, "label_smoothing": 0}
+    winners = [{"backbone": "resnet10t", "lr": 0.01, "erase_prob": 0.0, "label_smoothing": 0.1},
+               {"backbone": "resnet10t", "lr": 0.002}]
+    tasks = retrain_configs(space, winners)
+    assert [(t["extra"]["member"], t["seed"]) for t in tasks] == [
+        ("member-0", 0), ("member-0", 1), ("member-1", 0)]
+    for task, winner in zip(tasks, [winners[0], winners[0], winners[1]]):
+        assert (task["keep_best"], task["erase_prob"], task["label_smoothing"]) == (True, 0.5, 0)
+        assert task["lr"] == winner["lr"] and task["epochs"] == 7  # the rest is the winner's
+        TrainConfig.from_dict(task)  # a valid training config
