@@ -156,6 +156,30 @@ def timed_suggest(durations: list):
     PrunedAwareOptunaSearch.suggest = suggest
 
 
+def timed_snapshots(spent: list):
+    """Count Tune's experiment snapshots and the driver's main-thread CPU in each (writing the
+    state of every trial that changed since the last one and the pickled searcher; the copy
+    into the experiment folder that follows runs in a background thread, not counted here)."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    original = TuneController.save_to_dir
+
+    def save_to_dir(self):
+        t0 = time.thread_time()
+        original(self)
+        spent.append(time.thread_time() - t0)
+
+    TuneController.save_to_dir = save_to_dir
+
+
+def idle_cpu_per_s(seconds: float = 5.0) -> float:
+    """The driver's CPU seconds per second with Ray up and nothing running (Ray's own threads):
+    a cost per second of wall, not per result, which a slow cell spreads over fewer results."""
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    time.sleep(seconds)
+    return (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+
+
 def start_cluster(concurrency: int, raylets: int, tmp: Path):
     """Ray with ``concurrency`` logical CPUs on ``raylets`` raylets (the head holds none when
     there are several, as on a cluster whose head only drives)."""
@@ -200,9 +224,12 @@ def run_cell(args) -> dict:
     experiment.mkdir(parents=True)
     suggest_s: list[float] = []
     timed_suggest(suggest_s)
+    snapshot_s: list[float] = []
+    timed_snapshots(snapshot_s)
     watch = MemoryWatch(args.memory_floor_mb)
     cluster = start_cluster(args.concurrency, args.raylets, tmp)
     watch.start()
+    idle_rate = idle_cpu_per_s()
     trial_fn = make_surrogate(record, args.epoch_seconds, args.checkpoint_kb * 1024)
     log = open(tmp / "console.log", "w")
     out = {"trials": args.trials, "concurrency": args.concurrency, "raylets": args.raylets,
@@ -220,6 +247,7 @@ def run_cell(args) -> dict:
             import cProfile
             profiler = cProfile.Profile()
         cpu0, wall0, started = time.process_time(), time.perf_counter(), time.time()
+        main0 = time.thread_time()  # Tune's loop, callbacks, searcher, scheduler: this thread
         stdout = sys.stdout
         sys.stdout = log
         try:
@@ -231,6 +259,7 @@ def run_cell(args) -> dict:
                 profiler.disable()
             sys.stdout = stdout
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        main_cpu = time.thread_time() - main0
 
         t0 = time.perf_counter()
         table = trials_table(results, space)
@@ -256,6 +285,12 @@ def run_cell(args) -> dict:
         out.update(
             wall_s=wall, ideal_s=epochs_run * args.epoch_seconds / args.concurrency,
             results=results_n, driver_cpu_s=cpu, driver_ms_per_result=1000 * cpu / max(results_n, 1),
+            # where it goes: the main thread (Python: Tune's loop and all this project adds),
+            # Ray's threads at rest (per second of wall, measured before the search), snapshots
+            driver_main_ms_per_result=1000 * main_cpu / max(results_n, 1),
+            driver_idle_ms_per_result=1000 * idle_rate * wall / max(results_n, 1),
+            snapshots=len(snapshot_s),
+            snapshot_ms_per_result=1000 * sum(snapshot_s) / max(results_n, 1),
             driver_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             min_available_mb=watch.min_available_mb,
             suggest_ms_first=1000 * float(pd.Series(suggest_s[:tenth]).median()) if n else None,
@@ -319,6 +354,10 @@ COLUMNS = [
     ("wall_over_ideal", "wall / ideal", "{:.2f}"), ("startup_s", "start-up (s)", "{:.0f}"),
     ("results", "results", "{:d}"),
     ("driver_ms_per_result", "driver CPU / result (ms)", "{:.1f}"),
+    ("driver_main_ms_per_result", "of which main thread (ms)", "{:.1f}"),
+    ("driver_idle_ms_per_result", "of which Ray at rest (ms)", "{:.1f}"),
+    ("snapshots", "snapshots", "{:d}"),
+    ("snapshot_ms_per_result", "snapshot writes / result (ms)", "{:.1f}"),
     ("driver_peak_rss_mb", "driver peak RSS (MB)", "{:.0f}"),
     ("suggest_ms_first", "suggest, first 10% (ms)", "{:.1f}"),
     ("suggest_ms_last", "suggest, last 10% (ms)", "{:.1f}"),

@@ -457,3 +457,43 @@ def test_tbx_callback_writes_sessions_at_start_with_the_real_status(tmp_path):
         assert metadata.EXPERIMENT_TAG not in hparams_content(acc)
     assert [e.value for e in load_run(ok.local_path).Scalars(RAY + "val_accuracy")] == [
         pytest.approx(0.3)]
+
+
+def test_tbx_callback_writes_the_scalars_ray_writes_one_event_per_result(tmp_path):
+    """Same tags, steps and values as Ray's TBXLoggerCallback, in one event per result."""
+    from ray.tune.logger import TBXLoggerCallback
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    from search.tbx_callback import SearchTBXLoggerCallback
+
+    class FakeTrial:
+        def __init__(self, root):
+            self.trial_id, self.config = "cccc0003", {"lr": 0.01}
+            self.evaluated_params, self.local_path = self.config, str(root)
+
+        def init_local_path(self):
+            Path(self.local_path).mkdir(parents=True, exist_ok=True)
+
+    results = [{"training_iteration": i, "val_accuracy": 0.3 + i / 10, "train_loss": 2.0 - i / 4,
+                "ema_selected": i % 2 == 0, "val_loss": float("nan") if i == 2 else 1.5,
+                "info": {"n": i}, "trial_id": "cccc0003", "config": {"lr": 0.01}}
+               for i in (1, 2, 3)]
+    runs = {}
+    for name, cls in (("ours", SearchTBXLoggerCallback), ("ray", TBXLoggerCallback)):
+        cb, trial = cls(), FakeTrial(tmp_path / name)
+        cb.log_trial_start(trial)
+        for r in results:
+            cb.log_trial_result(r["training_iteration"], trial, r)
+        cb.log_trial_end(trial)
+        runs[name] = load_run(trial.local_path)
+    tags = runs["ray"].Tags()["scalars"]
+    assert {RAY + "val_accuracy", RAY + "info/n", RAY + "ema_selected"} <= set(tags)
+    assert sorted(runs["ours"].Tags()["scalars"]) == sorted(tags)
+    for tag in tags:
+        ours, ray_ = runs["ours"].Scalars(tag), runs["ray"].Scalars(tag)
+        assert [(e.step, e.value) for e in ours] == [(e.step, e.value) for e in ray_], tag
+    assert [e.step for e in runs["ours"].Scalars(RAY + "val_loss")] == [1, 3]  # NaN left out
+    events = [e for f in (tmp_path / "ours").glob("events.out.tfevents.*")
+              for e in EventFileLoader(str(f)).Load() if e.HasField("summary")
+              and any(v.tag.startswith(RAY) for v in e.summary.value)]
+    assert len(events) == len(results)
