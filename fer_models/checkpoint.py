@@ -60,9 +60,7 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
 
     directory = Path(directory)
     cfg = _read_config(directory / CONFIG_FILE)
-    model = create_model(cfg.backbone, input_size=cfg.input_size, in_chans=cfg.in_chans,
-                         dropout=cfg.dropout, drop_path=cfg.drop_path, head_hidden=cfg.head_hidden,
-                         pre_logits=cfg.pre_logits)
+    model = create_model(cfg.backbone, **cfg.architecture())
     model.load_state_dict(load_file(str(directory / MODEL_FILE), device=str(device)))
     if cfg.channels_last:  # the layout it was trained and scored in: the numbers the search reported
         model.to(memory_format=torch.channels_last)

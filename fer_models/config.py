@@ -26,6 +26,8 @@ class TrainConfig:
     drop_path: float = 0.0
     head_hidden: int = 0           # >0: the seed's pool -> dropout -> Dense(hidden) -> Dense(7) head
     pre_logits: bool = True        # False: no VGG fc6/fc7 (4096-wide), as Keras' include_top=False
+    stem_pool: bool = True         # False: drop a ResNet's max-pool after the stem (2x the map
+                                   # side in every stage, ~3x the compute, at 48 px 3x3 at the end)
     pretrained: bool = False       # timm's ImageNet weights, from the Hugging Face cache
     pretrained_file: str | None = None  # or weights from a file, or a results model/ folder
     # optimisation
@@ -88,6 +90,13 @@ class TrainConfig:
         return AugmentConfig(hflip=self.hflip, translate=self.translate, rotate=self.rotate,
                              scale=self.scale, erase_prob=self.erase_prob,
                              erase_max_area=self.erase_max_area, crop=self.crop)
+
+    def architecture(self) -> dict:
+        """The network this config trains, as :func:`fer_models.models.create_model`'s keyword
+        arguments (besides the backbone; weights are the caller's business)."""
+        return dict(input_size=self.input_size, in_chans=self.in_chans, dropout=self.dropout,
+                    drop_path=self.drop_path, head_hidden=self.head_hidden,
+                    pre_logits=self.pre_logits, stem_pool=self.stem_pool)
 
     @property
     def mixes(self) -> bool:

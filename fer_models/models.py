@@ -118,7 +118,8 @@ def check_input_size(backbone: str, input_size: int) -> None:
 
 def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_CLASSES,
                  in_chans: int = 1, dropout: float = 0.0, drop_path: float = 0.0,
-                 head_hidden: int = 0, pre_logits: bool = True, pretrained: bool = False,
+                 head_hidden: int = 0, pre_logits: bool = True, stem_pool: bool = True,
+                 pretrained: bool = False,
                  pretrained_file: str | os.PathLike | None = None) -> nn.Module:
     """Build a timm model for FER.
 
@@ -135,6 +136,10 @@ def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_
             4096-wide convolutions (a 7x7 one over the 1x1 map of a 48 px face, pooled up to
             7x7), 119M of vgg16's 134M parameters. What is left is Keras' ``include_top=False``
             VGG: pooled conv features -> (dropout) -> classifier. No-op for other backbones.
+        stem_pool: False drops the max-pool after a ResNet's stem (timm's ResNet family): its
+            stride-4 stem leaves a 12 px map of a 48 px face for the first stage and 2x2 at the
+            end; without the pool each stage sees twice the side, for ~3x the compute.
+            A ModelConfigError for backbones without one.
         pretrained: timm's ImageNet weights for ``backbone``, read from the Hugging Face hub
             cache (:mod:`fer_models.weights`); never downloaded here, a cache miss is an error.
         pretrained_file: ImageNet (or other) weights from a local ``.safetensors``/``.pth`` file.
@@ -175,9 +180,19 @@ def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_
         raise
     if not pre_logits:
         _drop_pre_logits(model, kwargs["num_classes"], kwargs["drop_rate"])
+    if not stem_pool:
+        _drop_stem_pool(model, backbone)
     if head_hidden:
         model = HiddenHead(model, head_hidden, dropout, num_classes)
     return model
+
+
+def _drop_stem_pool(model: nn.Module, backbone: str) -> None:
+    pool = getattr(model, "maxpool", None)
+    if not isinstance(pool, nn.Module) or isinstance(pool, nn.Identity):
+        raise ModelConfigError(f"stem_pool: false: {backbone} has no pool after its stem to drop "
+                               "(timm's ResNet family has one)")
+    model.maxpool = nn.Identity()
 
 
 def _drop_pre_logits(model: nn.Module, num_classes: int, drop_rate: float) -> None:

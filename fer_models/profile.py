@@ -111,7 +111,5 @@ def profile_config(cfg: TrainConfig, threads: int = 1, runs: int = 50) -> ModelP
     their values, so a trial is measured before it trains and ASHA-stopped trials have it too)."""
     from .models import create_model
 
-    model = create_model(cfg.backbone, input_size=cfg.input_size, in_chans=cfg.in_chans,
-                         dropout=cfg.dropout, head_hidden=cfg.head_hidden,
-                         pre_logits=cfg.pre_logits)
+    model = create_model(cfg.backbone, **cfg.architecture())
     return profile_model(model, cfg, threads, runs)

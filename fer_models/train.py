@@ -71,9 +71,7 @@ def build_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
     finished model folder (``pretrained_file: results/<name>/model``, the head rebuilt if it
     no longer fits)."""
     start_folder = cfg.pretrained_file if is_model_folder(cfg.pretrained_file or "") else None
-    model = create_model(cfg.backbone, input_size=cfg.input_size, in_chans=cfg.in_chans,
-                         dropout=cfg.dropout, drop_path=cfg.drop_path, head_hidden=cfg.head_hidden,
-                         pre_logits=cfg.pre_logits, pretrained=cfg.pretrained,
+    model = create_model(cfg.backbone, **cfg.architecture(), pretrained=cfg.pretrained,
                          pretrained_file=None if start_folder else cfg.pretrained_file)
     if start_folder:
         try:

@@ -86,6 +86,7 @@ RULES: dict[str, Rule] = {
     "drop_path": _unit(open_high=True),
     "head_hidden": Rule("int", 0, 65536),
     "pre_logits": Rule("bool"),
+    "stem_pool": Rule("bool"),
     "pretrained": Rule("bool"),
     "pretrained_file": Rule("str?"),
     # optimisation

@@ -40,7 +40,10 @@ def retrain_one(config: dict, data: FER2013, threads: int, tta: bool) -> dict:
     result = fit(cfg, data, log=lambda line: print(tag, line, flush=True))  # reads no PrivateTest
     device = resolve_device(cfg.device)
     test = data.private_test
-    out = {"seed": cfg.seed, "history": result.history, "best_epoch": result.best_epoch,
+    # weights_epoch: the epoch whose weights are scored (the best PublicTest one with keep_best)
+    out = {"seed": cfg.seed, "history": result.history,
+           "weights_epoch": result.best_epoch if cfg.keep_best and result.best_epoch
+           else len(result.history),
            "probs": predict_proba(result.model, test.images, cfg.input_size, cfg.in_chans,
                                   cfg.eval_batch_size, device, crop=cfg.crop)}
     if tta:
@@ -118,8 +121,7 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
     labels = np.asarray(data.private_test.labels)
 
     def scores(out: dict) -> dict:
-        # best_epoch: the best PublicTest epoch (the weights scored, with keep_best)
-        s = {"seed": out["seed"], "best_epoch": out["best_epoch"],
+        s = {"seed": out["seed"], "weights_epoch": out["weights_epoch"],
              **_short(metrics_from_probs(out["probs"], labels))}
         if "probs_tta" in out:
             s["accuracy_tta"] = metrics_from_probs(out["probs_tta"], labels)["accuracy"]

@@ -243,6 +243,7 @@ def load_space(path: str | Path) -> SearchSpace:
                         data=raw.get("data"), metric=metric, mode=METRICS[metric],
                         search=search, resources=resources, retrain=retrain, params=params,
                         objectives=objectives, constraints=constraints)
+    _check_retrain_params(space, err)
     if retrain.pareto and not space.multi_objective:
         raise err("retrain.pareto", "needs several objectives (objectives: {val_accuracy: max, "
                   "latency_ms: min}): there is no front to retrain")
@@ -339,6 +340,9 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
         key = f"retrain.params.{name}"
         if name in own:
             raise err(key, f"set by {own[name]}, not here")
+        if name in _MODEL_FIELDS:  # the search chose (and measured) a model: the retrain trains it
+            raise err(key, "changes the model the search chose; retrain.params sets how the "
+                           "winner is trained (regularisation, keep_best), not what it is")
         if name not in _FIELD_TYPES or name in _NOT_TUNABLE:
             _reject_unknown({name: None}, set(_FIELD_TYPES) - _NOT_TUNABLE - set(own),
                             "retrain.params.", err)
@@ -346,13 +350,29 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
             raise err(key, f"must be one fixed value (the retrain samples nothing), got {value!r}")
         _check_value(key, name, float(value) if _FIELD_TYPES[name] == "float" and _is_number(value)
                      else value, err)
-    if retrain.params.get("keep_best") and retrain.train_on_public:
-        raise err("retrain.params.keep_best", "picks an epoch on PublicTest, which "
-                  "retrain.train_on_public trains on; use one or the other")
 
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 _NOT_TUNABLE = {"extra", "device"}
+_MODEL_FIELDS = {"backbone", "input_size", "in_chans", "head_hidden", "pre_logits", "stem_pool",
+                 "pretrained", "pretrained_file"}
+
+
+def _check_retrain_params(space: "SearchSpace", err) -> None:
+    """retrain.params against params: a searched key would discard the search's choice (and
+    could make distinct winners identical ensemble members); keep_best needs PublicTest."""
+    for name in space.retrain.params:
+        p = space.params.get(name)
+        if p is not None and p.kind != "fixed":
+            raise err(f"retrain.params.{name}", f"params.{name} is searched; the retrain would "
+                      "discard the search's choice (fix it in params, or drop it here)")
+    keep = space.params.get("keep_best")
+    keep_best = space.retrain.params.get("keep_best", keep is not None and (
+        keep.value is True if keep.kind == "fixed" else True in keep.value))
+    if keep_best and space.retrain.train_on_public:
+        key = "retrain.params.keep_best" if "keep_best" in space.retrain.params else "params.keep_best"
+        raise err(key, "picks an epoch on PublicTest, which retrain.train_on_public trains on; "
+                       "use one or the other")
 
 
 def _param(name: str, spec, err) -> Param:

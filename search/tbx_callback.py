@@ -31,6 +31,7 @@ from ray.tune.logger import TBXLoggerCallback
 from ray.tune.logger.tensorboardx import VALID_SUMMARY_TYPES
 from ray.tune.result import TIME_TOTAL_S, TIMESTEPS_TOTAL, TRAINING_ITERATION
 from ray.tune.utils import flatten_dict
+from tensorboardX.summary import _clean_tag  # what add_scalar does to a tag
 
 from .experiment_folder import COMPLETED, FAILED
 from .tensorboard_logs import session_summaries, write_events_file
@@ -85,9 +86,10 @@ class SearchTBXLoggerCallback(TBXLoggerCallback):
         from tensorboardX.proto.summary_pb2 import Summary
 
         step = result.get(TIMESTEPS_TOTAL) or result[TRAINING_ITERATION]
-        summary = Summary(value=[Summary.Value(tag=k, simple_value=float(v))
-                                 for k, v in scalars.items()])
-        self._trial_writer[trial].file_writer.add_summary(summary, step)
+        if scalars:
+            summary = Summary(value=[Summary.Value(tag=_clean_tag(k), simple_value=float(v))
+                                     for k, v in scalars.items()])
+            self._trial_writer[trial].file_writer.add_summary(summary, step)
         self._trial_result[trial] = scalars  # what Ray keeps for the hparams at the end
         self._trial_writer[trial].flush()
 
@@ -108,6 +110,8 @@ def _scalars(result: dict) -> dict | None:
     >>> _scalars({"val_accuracy": 0.5, "config": {"lr": 0.1}, "training_iteration": 3,
     ...           "info": {"loss": float("nan"), "n": 2}, "trial_id": "abc"})
     {'ray/tune/val_accuracy': 0.5, 'ray/tune/info/n': 2}
+    >>> _scalars({"val_accuracy": 0.5, "curve": np.array(0.25)}) is None  # Ray's histogram path
+    True
     """
     flat = flatten_dict({k: v for k, v in result.items()
                          if k not in ("config", "pid", "timestamp", TIME_TOTAL_S,
@@ -117,6 +121,7 @@ def _scalars(result: dict) -> dict | None:
         if isinstance(value, tuple(VALID_SUMMARY_TYPES)):
             if not np.isnan(value):
                 scalars[f"ray/tune/{key}"] = value
-        elif isinstance(value, (list, np.ndarray)) and len(value) > 0:
+        elif ((isinstance(value, list) and len(value) > 0)
+              or (isinstance(value, np.ndarray) and value.size > 0)):
             return None
     return scalars

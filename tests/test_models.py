@@ -251,3 +251,35 @@ def test_pre_logits_false_changes_nothing_elsewhere():
     a.eval(), b.eval()
     with torch.no_grad():
         torch.testing.assert_close(a(x), b(x))
+
+
+def test_stem_pool_false_doubles_the_feature_map_of_a_resnet():
+    x = torch.zeros(2, 1, 48, 48)
+    pooled, unpooled = create_model("resnet10t"), create_model("resnet10t", stem_pool=False)
+    assert pooled.forward_features(x).shape[-1] == 2  # 48 px / 32
+    assert unpooled.forward_features(x).shape[-1] == 3  # 48 px / 16
+    assert unpooled(x).shape == (2, 7)
+    # same parameters: the pool has none, so a saved model of either kind loads into its own
+    assert pooled.state_dict().keys() == unpooled.state_dict().keys()
+    hidden = create_model("resnet10t", stem_pool=False, head_hidden=16)
+    assert hidden(x).shape == (2, 7) and isinstance(hidden.backbone.maxpool, torch.nn.Identity)
+
+
+def test_stem_pool_false_without_a_stem_pool_is_a_config_error():
+    with pytest.raises(ModelConfigError, match="stem_pool: false: mobilenetv3_small_050 has no pool"):
+        create_model("mobilenetv3_small_050", stem_pool=False)
+
+
+def test_a_model_without_stem_pool_loads_back_as_it_was_saved(tmp_path):
+    from fer_models.checkpoint import load_model, save_model
+    from fer_models.config import TrainConfig
+
+    cfg = TrainConfig(backbone="resnet10t", stem_pool=False, channels_last=False)
+    model = create_model("resnet10t", **cfg.architecture()).eval()
+    save_model(tmp_path, model, cfg)
+    loaded, loaded_cfg = load_model(tmp_path)
+    x = torch.rand(2, 1, 48, 48)
+    assert loaded_cfg.stem_pool is False
+    assert isinstance(loaded.maxpool, nn.Identity)
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x), model(x))

@@ -476,7 +476,7 @@ def test_tbx_callback_writes_the_scalars_ray_writes_one_event_per_result(tmp_pat
 
     results = [{"training_iteration": i, "val_accuracy": 0.3 + i / 10, "train_loss": 2.0 - i / 4,
                 "ema_selected": i % 2 == 0, "val_loss": float("nan") if i == 2 else 1.5,
-                "info": {"n": i}, "trial_id": "cccc0003", "config": {"lr": 0.01}}
+                "info": {"n": i}, "odd name%": i, "trial_id": "cccc0003", "config": {"lr": 0.01}}
                for i in (1, 2, 3)]
     runs = {}
     for name, cls in (("ours", SearchTBXLoggerCallback), ("ray", TBXLoggerCallback)):
@@ -487,7 +487,7 @@ def test_tbx_callback_writes_the_scalars_ray_writes_one_event_per_result(tmp_pat
         cb.log_trial_end(trial)
         runs[name] = load_run(trial.local_path)
     tags = runs["ray"].Tags()["scalars"]
-    assert {RAY + "val_accuracy", RAY + "info/n", RAY + "ema_selected"} <= set(tags)
+    assert {RAY + "val_accuracy", RAY + "info/n", RAY + "ema_selected", RAY + "odd_name_"} <= set(tags)
     assert sorted(runs["ours"].Tags()["scalars"]) == sorted(tags)
     for tag in tags:
         ours, ray_ = runs["ours"].Scalars(tag), runs["ray"].Scalars(tag)

@@ -68,6 +68,9 @@ BAD_SPACES = [
     ("retrain_param_out_of_range", "retrain: {params: {erase_prob: 2}}\nparams: {epochs: 1}", "retrain.params.erase_prob", "[0, 1]"),
     ("retrain_param_distribution", "retrain: {params: {lr: {loguniform: [0.001, 0.01]}}}\nparams: {epochs: 1}", "retrain.params.lr", "one fixed value"),
     ("retrain_param_epochs", "retrain: {params: {epochs: 9}}\nparams: {epochs: 1}", "retrain.params.epochs", "retrain.epochs"),
+    ("retrain_param_model", "retrain: {params: {backbone: resnet18}}\nparams: {epochs: 1}", "retrain.params.backbone", "changes the model"),
+    ("retrain_param_searched", "retrain: {params: {lr: 0.01}}\nparams: {lr: {loguniform: [0.001, 0.1]}}", "retrain.params.lr", "params.lr is searched"),
+    ("keep_best_param_on_public", "retrain: {train_on_public: true}\nparams: {keep_best: true}", "params.keep_best", "train_on_public"),
     ("retrain_keep_best_on_public", "retrain: {train_on_public: true, params: {keep_best: true}}\nparams: {epochs: 1}", "retrain.params.keep_best", "train_on_public"),
     ("no_params", "search: {num_samples: 2}", "params", "required"),
     ("top_level_list", "- a\n- b", "", "expected a mapping"),
@@ -269,7 +272,7 @@ def test_retrain_params_are_set_over_every_retrained_config(tmp_path):
     space = load_space(path)
     assert space.retrain.params == {"keep_best": True, "erase_prob": 0.5, "label_smoothing": 0}
     winners = [{"backbone": "resnet10t", "lr": 0.01, "erase_prob": 0.0, "label_smoothing": 0.1},
-               {"backbone": "resnet10t", "lr": 0.002}]
+               {"backbone": "resnet10t", "lr": 0.002}]  # GOOD searches lr only
     tasks = retrain_configs(space, winners)
     assert [(t["extra"]["member"], t["seed"]) for t in tasks] == [
         ("member-0", 0), ("member-0", 1), ("member-1", 0)]
