@@ -48,6 +48,8 @@ ARMS: dict[str, dict] = {
     "crop44": dict(crop=44, input_size=44),
     "sgd_nesterov": dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4),
     "longer": dict(epochs_factor=2),
+    "erase": dict(erase_prob=0.5),
+    "no_stem_pool": dict(stem_pool=False),  # 2x the map side in every stage, ~3x the compute
 }
 
 
