@@ -586,9 +586,11 @@ def _markdown(folder, summary, metrics, table, winner_id, importance, figures, p
         lines += ["", f"n = {metrics['n']}; the single-model figures (and the saved model) are "
                       f"seed {metrics.get('seed', '?')}'s."]
         if len(seeds) > 1:
-            lines += ["", "| seed | accuracy | TTA accuracy | macro-F1 |", "| --- | --- | --- | --- |"]
+            # weights of epoch: the best PublicTest epoch's with keep_best, else the last's
+            lines += ["", "| seed | accuracy | TTA accuracy | macro-F1 | weights of epoch |",
+                      "| --- | --- | --- | --- | --- |"]
             lines += [f"| {s['seed']} | {s['accuracy']:.4f} | {_cell(s.get('accuracy_tta'))} | "
-                      f"{s['macro_f1']:.4f} |" for s in seeds]
+                      f"{s['macro_f1']:.4f} | {s.get('weights_epoch', '')} |" for s in seeds]
         if "ensemble" in metrics:
             lines += _ensemble_lines(metrics["ensemble"])
     else:
