@@ -280,3 +280,14 @@ def test_retrain_params_are_set_over_every_retrained_config(tmp_path):
         assert (task["keep_best"], task["erase_prob"], task["label_smoothing"]) == (True, 0.5, 0)
         assert task["lr"] == winner["lr"] and task["epochs"] == 7  # the rest is the winner's
         TrainConfig.from_dict(task)  # a valid training config
+
+
+SHIPPED_SPACES = sorted(p for p in (Path(__file__).resolve().parents[1] / "spaces").glob("*.yaml")
+                        if p.name != "seed.yaml")  # seed.yaml: search.seed_parity's runs, no space
+
+
+@pytest.mark.parametrize("path", SHIPPED_SPACES, ids=lambda p: p.name)
+def test_every_shipped_space_loads(path):
+    """What the README tells users to run must pass the same checks as their own files."""
+    space = load_space(path)
+    assert space.params and space.search.num_samples >= 1
