@@ -226,6 +226,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+    weights_epoch: int = 0          # the epoch whose weights ``model`` holds (best or last)
 
 
 def training_split(cfg: TrainConfig, data: FER2013) -> Split:
@@ -336,9 +337,11 @@ def fit(cfg: TrainConfig, data: FER2013,
             break
     if restore_best and best["weights"] is not None:
         # restore the best-accuracy weights, as the seed did (the EMA's, when they were better);
-        # ``selected`` is the module of the epoch that set them, raw and EMA share their keys
+        # raw and EMA modules share their keys, so either takes them
         selected.load_state_dict(best["weights"])
-    return FitResult(selected, history, best_epoch=best["epoch"], stopped_early=stopped_early)
+    restored = restore_best and best["weights"] is not None
+    return FitResult(selected, history, best_epoch=best["epoch"], stopped_early=stopped_early,
+                     weights_epoch=best["epoch"] if restored else len(history))
 
 
 def _state(model, optimizer, scheduler, generator, epoch, num_updates, history, best,

@@ -40,10 +40,7 @@ def retrain_one(config: dict, data: FER2013, threads: int, tta: bool) -> dict:
     result = fit(cfg, data, log=lambda line: print(tag, line, flush=True))  # reads no PrivateTest
     device = resolve_device(cfg.device)
     test = data.private_test
-    # weights_epoch: the epoch whose weights are scored (the best PublicTest one with keep_best)
-    out = {"seed": cfg.seed, "history": result.history,
-           "weights_epoch": result.best_epoch if cfg.keep_best and result.best_epoch
-           else len(result.history),
+    out = {"seed": cfg.seed, "history": result.history, "weights_epoch": result.weights_epoch,
            "probs": predict_proba(result.model, test.images, cfg.input_size, cfg.in_chans,
                                   cfg.eval_batch_size, device, crop=cfg.crop)}
     if tta:

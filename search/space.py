@@ -348,8 +348,7 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
                             "retrain.params.", err)
         if isinstance(value, (dict, list)):
             raise err(key, f"must be one fixed value (the retrain samples nothing), got {value!r}")
-        _check_value(key, name, float(value) if _FIELD_TYPES[name] == "float" and _is_number(value)
-                     else value, err)
+        _check_value(key, name, value, err)
 
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}

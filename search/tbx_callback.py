@@ -31,6 +31,7 @@ from ray.tune.logger import TBXLoggerCallback
 from ray.tune.logger.tensorboardx import VALID_SUMMARY_TYPES
 from ray.tune.result import TIME_TOTAL_S, TIMESTEPS_TOTAL, TRAINING_ITERATION
 from ray.tune.utils import flatten_dict
+from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.summary import _clean_tag  # what add_scalar does to a tag
 
 from .experiment_folder import COMPLETED, FAILED
@@ -58,9 +59,7 @@ class _ThrottledFlush:
 
 def _as_tbx(summary):
     """tensorboard's Summary proto as tensorboardX's (same schema, different Python classes)."""
-    from tensorboardX.proto import summary_pb2
-
-    return summary_pb2.Summary.FromString(summary.SerializeToString())
+    return Summary.FromString(summary.SerializeToString())
 
 
 class SearchTBXLoggerCallback(TBXLoggerCallback):
@@ -83,8 +82,6 @@ class SearchTBXLoggerCallback(TBXLoggerCallback):
             return super().log_trial_result(iteration, trial, result)
         if trial not in self._trial_writer:
             self.log_trial_start(trial)
-        from tensorboardX.proto.summary_pb2 import Summary
-
         step = result.get(TIMESTEPS_TOTAL) or result[TRAINING_ITERATION]
         if scalars:
             summary = Summary(value=[Summary.Value(tag=_clean_tag(k), simple_value=float(v))

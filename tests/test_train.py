@@ -217,14 +217,14 @@ def test_keep_best_returns_the_best_public_test_epoch_without_stopping(tiny):
     result = fit(cfg, tiny)
     accs = [h["val_accuracy"] for h in result.history]
     assert len(accs) == 3 and not result.stopped_early  # keep_best never stops a run
-    assert result.best_epoch == int(np.argmax(accs)) + 1
+    assert result.best_epoch == result.weights_epoch == int(np.argmax(accs)) + 1
     val = evaluate(result.model, tiny.public_test.images, tiny.public_test.labels, 48)
     assert val["accuracy"] == max(accs)
     # Without it, the last epoch's weights come back (the same run up to there: same seed).
     last = fit(cfg_(epochs=3, lr=3e-2, ema_decay=0.9), tiny)
     assert metrics_only(last.history) == metrics_only(result.history)
     val = evaluate(last.model, tiny.public_test.images, tiny.public_test.labels, 48)
-    assert val["accuracy"] == accs[-1]
+    assert val["accuracy"] == accs[-1] and last.weights_epoch == 3
 
 
 def test_non_finite_loss_raises(tiny):
