@@ -16,6 +16,7 @@ config reaches when every trial runs to the end (exact: the curves are known).
 
     .venv/bin/python bench/bench_scale.py grid --trials 100,300,1000 --concurrency 16,64,256
     .venv/bin/python bench/bench_scale.py cell --trials 1000 --concurrency 64 [--profile prof.txt]
+    .venv/bin/python bench/bench_scale.py idle --actors 64     # what 64 idle trial workers cost
 """
 from __future__ import annotations
 
@@ -141,6 +142,109 @@ class MemoryWatch(threading.Thread):
                 os._exit(3)
 
 
+class CpuWatch(threading.Thread):
+    """Where the machine's CPU goes during a cell, from /proc every second: this process's
+    threads by name (Python threads by their threading name, Ray's C++ threads by their kernel
+    name) and every process Ray started, by kind (trial workers, raylet, GCS, Ray's other
+    helpers). A process or thread that ends between two samples keeps its last sampled time.
+    Its own CPU (``self_cpu_s``) is left out of the driver's figures."""
+
+    TICK = os.sysconf("SC_CLK_TCK")
+    EVERY_S = 5.0
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stop, self.lock = threading.Event(), threading.Lock()
+        self.threads: dict[int, list] = {}   # tid -> [name, first ticks, last ticks]
+        self.procs: dict[int, list] = {}     # pid -> [kind, first ticks, last ticks]
+        self.machine = [None, None]          # /proc/stat busy ticks at start, last
+        self.self_cpu_s = 0.0
+
+    @staticmethod
+    def _stat(path: str) -> tuple[str, int, int]:
+        text = Path(path).read_text()
+        comm, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        return comm, int(rest[1]), int(rest[11]) + int(rest[12])  # comm, ppid, utime + stime
+
+    @staticmethod
+    def _kind(pid: int, comm: str) -> str:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            cmd = ""
+        if cmd.startswith("ray::") or "default_worker.py" in cmd:
+            return "trial workers"
+        for kind in ("raylet", "gcs_server", "log_monitor", "dashboard", "runtime_env", "monitor"):
+            if kind in comm or kind in cmd:
+                return kind
+        return "other"
+
+    def sample(self, first: bool = False):
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        me = os.getpid()
+        with self.lock:
+            for task in Path(f"/proc/{me}/task").iterdir():
+                try:
+                    comm, _, ticks = self._stat(f"{task}/stat")
+                except (OSError, ValueError):
+                    continue
+                tid = int(task.name)
+                name = names.get(tid, comm)
+                name = "main" if tid == me else name.rstrip("0123456789_-") or name
+                rec = self.threads.setdefault(tid, [name, 0 if not first else ticks, ticks])
+                rec[2] = ticks
+            parents, stats = {}, {}
+            for d in Path("/proc").iterdir():
+                if d.name.isdigit():
+                    try:
+                        comm, ppid, ticks = self._stat(f"{d}/stat")
+                    except (OSError, ValueError, IndexError):
+                        continue
+                    parents[int(d.name)], stats[int(d.name)] = ppid, (comm, ticks)
+            for pid, (comm, ticks) in stats.items():
+                p, seen = parents.get(pid), 0
+                while p not in (None, 0, 1, me) and seen < 20:
+                    p, seen = parents.get(p), seen + 1
+                if p != me or pid == me:
+                    continue
+                rec = self.procs.get(pid)
+                if rec is None:
+                    rec = self.procs[pid] = [self._kind(pid, comm), ticks if first else 0, ticks]
+                rec[2] = ticks
+            busy = sum(int(v) for i, v in enumerate(Path("/proc/stat").read_text()
+                                                    .splitlines()[0].split()[1:]) if i not in (3, 4))
+            self.machine[0 if first else 1] = busy
+            if first:
+                self.machine[1] = busy
+
+    def run(self):
+        self.sample(first=True)
+        while not self.stop.wait(self.EVERY_S):
+            self.sample()
+        self.self_cpu_s = time.thread_time()
+
+    def finish(self, results: int, wall_s: float) -> dict:
+        """ms of CPU per result by thread group and by process kind, and the machine's busy share."""
+
+        def per_result(groups: dict) -> dict:
+            return {k: round(1000 * v / self.TICK / max(results, 1), 2)
+                    for k, v in sorted(groups.items(), key=lambda kv: -kv[1]) if v}
+
+        threads, procs = {}, {}
+        for tid, (name, a, b) in self.threads.items():
+            if tid != self.native_id:
+                threads[name] = threads.get(name, 0) + b - a
+        for kind, a, b in self.procs.values():
+            procs[kind] = procs.get(kind, 0) + b - a
+        cores = os.cpu_count() or 1
+        return {"driver_threads_ms_per_result": per_result(threads),
+                "ray_processes_ms_per_result": per_result(procs),
+                "ray_processes_ms_total_per_result": round(
+                    1000 * sum(procs.values()) / self.TICK / max(results, 1), 2),
+                "machine_busy_share": round((self.machine[1] - self.machine[0]) / self.TICK
+                                            / (wall_s * cores), 3)}
+
+
 def timed_suggest(durations: list):
     """Time every Optuna suggest of the searcher (bench-side: the class is patched here only)."""
     from search.searcher import PrunedAwareOptunaSearch
@@ -239,15 +343,20 @@ def run_cell(args) -> dict:
     profiler = None
     try:
         # The real driver's console goes to a file: the search's own lines, at its default verbosity.
+        from search.console import quiet_ray_console
         from search.tensorboard_logs import write_hparams_experiment
+        quiet_ray_console()  # as run_experiment does at the search's default verbosity
         write_hparams_experiment(experiment, space)
         tuner = build_tuner(space, NoPixels(), experiment, {"cpu": 1, "gpu": 0}, verbose=1,
                             trial_fn=trial_fn)
         if args.profile:
             import cProfile
-            profiler = cProfile.Profile()
+            # the main thread's CPU, not wall time: waiting on Ray or the disk is not work
+            profiler = cProfile.Profile(time.thread_time_ns, 1e-9)
         cpu0, wall0, started = time.process_time(), time.perf_counter(), time.time()
         main0 = time.thread_time()  # Tune's loop, callbacks, searcher, scheduler: this thread
+        cpu_watch = CpuWatch()
+        cpu_watch.start()
         stdout = sys.stdout
         sys.stdout = log
         try:
@@ -260,6 +369,10 @@ def run_cell(args) -> dict:
             sys.stdout = stdout
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         main_cpu = time.thread_time() - main0
+        cpu_watch.stop.set()
+        cpu_watch.join()
+        cpu_watch.sample()  # the last figures: what follows (the end files) is not the search's
+        cpu -= cpu_watch.self_cpu_s  # the watch's own /proc reading is not the driver's work
 
         t0 = time.perf_counter()
         table = trials_table(results, space)
@@ -301,6 +414,7 @@ def run_cell(args) -> dict:
             best_found=float(table["best_val_accuracy"].max()),
             best_if_all_ran=float(max(proposed)) if proposed else None,
             folder_mb=folder_size(experiment) / MB)
+        out.update(cpu_watch.finish(results_n, wall))
         out["wall_over_ideal"] = out["wall_s"] / out["ideal_s"] if out["ideal_s"] else None
         out["asha_share"] = out["epochs_run"] / out["epochs_full"]
     finally:
@@ -346,6 +460,48 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
+def idle_actors(n: int, seconds: float) -> dict:
+    """Start ``n`` Ray actors that do nothing and measure their CPU (from /proc) over ``seconds``:
+    the floor a search of ``n`` trials at once pays on the machine running its workers, whatever
+    the trials do. Per thread, too: a Ray worker's main thread wakes up to check for signals."""
+    import ray
+
+    ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False)
+    try:
+        @ray.remote(num_cpus=1)
+        class Idle:
+            def pid(self):
+                return os.getpid()
+
+        t0 = time.perf_counter()
+        actors = [Idle.remote() for _ in range(n)]  # held: an actor without a handle ends
+        pids = ray.get([a.pid.remote() for a in actors])
+        started = time.perf_counter() - t0
+        time.sleep(5.0)  # past start-up
+
+        def threads():
+            out = {}
+            for pid in pids:
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    name, _, ticks = CpuWatch._stat(f"{task}/stat")
+                    out[(pid, task.name)] = (name, ticks)
+            return out
+
+        before, w0 = threads(), time.perf_counter()
+        time.sleep(seconds)
+        after, wall = threads(), time.perf_counter() - w0
+    finally:
+        ray.shutdown()
+    by_thread: dict[str, float] = {}
+    for key, (name, ticks) in after.items():
+        by_thread[name] = by_thread.get(name, 0) + ticks - before.get(key, (name, 0))[1]
+    per_s = {k: round(1000 * v / CpuWatch.TICK / wall / n, 2)
+             for k, v in sorted(by_thread.items(), key=lambda kv: -kv[1]) if v}
+    total = sum(by_thread.values()) / CpuWatch.TICK / wall
+    return {"actors": n, "start_s": round(started, 1), "cores_busy": round(total, 3),
+            "ms_per_s_each": round(1000 * total / n, 2), "by_thread_ms_per_s_each": per_s}
+
+
 # --- the grid -----------------------------------------------------------------------------------
 
 COLUMNS = [
@@ -357,6 +513,8 @@ COLUMNS = [
     ("driver_main_ms_per_result", "of which main thread (ms)", "{:.1f}"),
     ("driver_idle_ms_per_result", "of which Ray at rest (ms)", "{:.1f}"),
     ("snapshots", "snapshots", "{:d}"),
+    ("ray_processes_ms_total_per_result", "Ray's other processes CPU / result (ms)", "{:.0f}"),
+    ("machine_busy_share", "machine busy", "{:.2f}"),
     ("snapshot_ms_per_result", "snapshot writes / result (ms)", "{:.1f}"),
     ("driver_peak_rss_mb", "driver peak RSS (MB)", "{:.0f}"),
     ("suggest_ms_first", "suggest, first 10% (ms)", "{:.1f}"),
@@ -465,9 +623,16 @@ def main(argv=None) -> int:
     cell.add_argument("--raylets", type=int, default=1)
     cell.add_argument("--workdir", default=None, help="where the experiment folder goes (/tmp)")
     cell.add_argument("--keep", action="store_true", help="keep the experiment folder")
-    cell.add_argument("--profile", help="cProfile the driver's fit into this text file")
+    cell.add_argument("--profile", help="cProfile the driver's fit (main-thread CPU time) into this text file")
     common(cell)
+    idle = sub.add_parser("idle", help="CPU of idle Ray actors (what N trial workers cost the "
+                                       "machine while they wait)")
+    idle.add_argument("--actors", type=int, default=64)
+    idle.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
+    if args.command == "idle":
+        print(json.dumps(idle_actors(args.actors, args.seconds)), flush=True)
+        return 0
     if not Path(args.curves).is_file():
         print(f"error: {args.curves} is missing; run bench/record_curves.py first", file=sys.stderr)
         return 2

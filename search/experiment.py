@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import FIFOScheduler
 
 from fer_models.data import FER2013
@@ -25,6 +26,7 @@ from .console import ConsoleCallback, quiet_ray_console
 from .tbx_callback import SearchTBXLoggerCallback
 from .tensorboard_logs import write_hparams_experiment
 from .space import RUNG_METRICS, SearchSpace
+from .staging import ReleaseEndedTrials
 from .trainable import train_trial
 
 
@@ -121,13 +123,16 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
                                      if own_metric else {}))
     else:
         scheduler = FIFOScheduler()
-    callbacks = [SearchTBXLoggerCallback()]  # replaces Ray's TBX logger (see tbx_callback.py)
+    # Ray's TBX logger replaced (tbx_callback.py); its CSV and JSON loggers named here (Tune
+    # would append them last) so that ReleaseEndedTrials, last, sees a trial's files closed.
+    callbacks = [SearchTBXLoggerCallback(), CSVLoggerCallback(), JsonLoggerCallback()]
     if verbose >= 1:
         callbacks.append(ConsoleCallback(
             metric=space.metric, mode=space.mode, num_samples=space.search.num_samples,
             max_epochs=space.max_epochs, scheduler=scheduler,
             time_budget_s=space.search.time_budget_minutes * 60 or None,
             searched=[name for name, p in space.params.items() if p.kind != "fixed"]))
+    callbacks.append(ReleaseEndedTrials())  # staging keeps only running trials (staging.py)
     return tune.Tuner(
         build_trainable(space, data, resources, trial_fn),
         tune_config=tune.TuneConfig(

@@ -1,0 +1,87 @@
+"""search/staging.py on a real local Ray: an ended trial's staged folder is uploaded once and
+removed, so Tune's copy after each snapshot carries only the running trials."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ITERATIONS = 3
+
+
+def _trial_fn(config):
+    from ray import tune
+
+    for i in range(ITERATIONS):
+        if config["fail"] and i == 1:
+            raise RuntimeError("this trial fails on purpose")
+        tune.report({"score": config["x"] * (i + 1)})
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_ended_trials_leave_staging_with_their_files_in_the_experiment_folder(ray_local, tmp_path):
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from search.staging import ReleaseEndedTrials
+    from search.tbx_callback import SearchTBXLoggerCallback
+
+    class Watch(tune.Callback):
+        """After ReleaseEndedTrials: what staging and the experiment folder hold at each end."""
+
+        def __init__(self):
+            self.seen = []
+
+        def _look(self, trial):
+            staged, stored = Path(trial.local_path), Path(trial.path)
+            self.seen.append({"trial": trial.trial_id, "fail": trial.config["fail"],
+                              "staged": staged.exists(),
+                              "staging_trials": sorted(p.name for p in staged.parent.iterdir()
+                                                       if p.is_dir()),
+                              "stored": sorted(p.name for p in stored.iterdir())
+                              if stored.is_dir() else [],
+                              "rows": len(pd.read_csv(stored / "progress.csv"))
+                              if (stored / "progress.csv").is_file() else 0})
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._look(trial)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._look(trial)
+
+    watch = Watch()
+    tuner = tune.Tuner(
+        _trial_fn,
+        param_space={"x": tune.grid_search([1, 2, 3]),
+                     "fail": tune.sample_from(lambda spec: spec.config.x == 2)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1),
+        run_config=tune.RunConfig(
+            name="staging", storage_path=str(tmp_path), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+            callbacks=[SearchTBXLoggerCallback(), CSVLoggerCallback(), JsonLoggerCallback(),
+                       ReleaseEndedTrials(), watch]))
+    results = tuner.fit()
+
+    assert len(watch.seen) == 3
+    for k, seen in enumerate(watch.seen):
+        assert not seen["staged"], seen                      # gone from staging when it ended
+        assert seen["staging_trials"] == [], seen            # and no earlier trial lingers
+        assert {"progress.csv", "result.json", "params.json"} <= set(seen["stored"]), seen
+        assert any(name.startswith("events.out.tfevents") for name in seen["stored"]), seen
+        assert seen["rows"] == (1 if seen["fail"] else ITERATIONS), seen  # every row, closed
+        if seen["fail"]:
+            assert "error.txt" in seen["stored"], seen
+    # Tune reads the results back from the experiment folder as before
+    frames = {r.config["x"]: r.metrics_dataframe for r in results}
+    assert [len(frames[x]) for x in (1, 2, 3)] == [ITERATIONS, 1, ITERATIONS]
+    assert list(frames[3]["score"]) == [3, 6, 9]
+    assert sum(r.error is not None for r in results) == 1
