@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -143,10 +144,11 @@ class MemoryWatch(threading.Thread):
 
 
 class CpuWatch(threading.Thread):
-    """Where the machine's CPU goes during a cell, from /proc every second: this process's
+    """Where the machine's CPU goes during a cell, from /proc every EVERY_S seconds: this process's
     threads by name (Python threads by their threading name, Ray's C++ threads by their kernel
     name) and every process Ray started, by kind (trial workers, raylet, GCS, Ray's other
-    helpers). A process or thread that ends between two samples keeps its last sampled time.
+    helpers). A process or thread that ends between two samples keeps its last sampled time;
+    one that lives less than EVERY_S may be missed (trial workers are reused: they live long).
     Its own CPU (``self_cpu_s``) is left out of the driver's figures."""
 
     TICK = os.sysconf("SC_CLK_TCK")
@@ -172,11 +174,15 @@ class CpuWatch(threading.Thread):
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             cmd = ""
+        # Ray's agents title themselves ray::DashboardAgent / ray::RuntimeEnvAgent: not workers
+        for kind, marks in (("Ray agents", ("DashboardAgent", "RuntimeEnvAgent", "agent")),
+                            ("raylet", ("raylet",)), ("gcs_server", ("gcs_server",)),
+                            ("log_monitor", ("log_monitor",)), ("dashboard", ("dashboard",)),
+                            ("monitor", ("monitor",))):
+            if any(m in comm or m in cmd for m in marks):
+                return kind
         if cmd.startswith("ray::") or "default_worker.py" in cmd:
             return "trial workers"
-        for kind in ("raylet", "gcs_server", "log_monitor", "dashboard", "runtime_env", "monitor"):
-            if kind in comm or kind in cmd:
-                return kind
         return "other"
 
     def sample(self, first: bool = False):
@@ -190,7 +196,7 @@ class CpuWatch(threading.Thread):
                     continue
                 tid = int(task.name)
                 name = names.get(tid, comm)
-                name = "main" if tid == me else name.rstrip("0123456789_-") or name
+                name = "main" if tid == me else re.sub(r"[-_]?\d+", "", name) or name
                 rec = self.threads.setdefault(tid, [name, 0 if not first else ticks, ticks])
                 rec[2] = ticks
             parents, stats = {}, {}
@@ -462,8 +468,8 @@ def folder_size(path: Path) -> int:
 
 def idle_actors(n: int, seconds: float) -> dict:
     """Start ``n`` Ray actors that do nothing and measure their CPU (from /proc) over ``seconds``:
-    the floor a search of ``n`` trials at once pays on the machine running its workers, whatever
-    the trials do. Per thread, too: a Ray worker's main thread wakes up to check for signals."""
+    what ``n`` trial workers cost the machine running them while they wait, whatever the trials
+    do (the raylet's and GCS's share per worker not included). Per thread, too: a Ray worker's main thread wakes up to check for signals."""
     import ray
 
     ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False)
@@ -483,7 +489,10 @@ def idle_actors(n: int, seconds: float) -> dict:
             out = {}
             for pid in pids:
                 for task in Path(f"/proc/{pid}/task").iterdir():
-                    name, _, ticks = CpuWatch._stat(f"{task}/stat")
+                    try:
+                        name, _, ticks = CpuWatch._stat(f"{task}/stat")
+                    except (OSError, ValueError):  # a thread that just ended
+                        continue
                     out[(pid, task.name)] = (name, ticks)
             return out
 
