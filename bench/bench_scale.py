@@ -174,15 +174,18 @@ class CpuWatch(threading.Thread):
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             cmd = ""
-        # Ray's agents title themselves ray::DashboardAgent / ray::RuntimeEnvAgent: not workers
-        for kind, marks in (("Ray agents", ("DashboardAgent", "RuntimeEnvAgent", "agent")),
-                            ("raylet", ("raylet",)), ("gcs_server", ("gcs_server",)),
-                            ("log_monitor", ("log_monitor",)), ("dashboard", ("dashboard",)),
-                            ("monitor", ("monitor",))):
-            if any(m in comm or m in cmd for m in marks):
-                return kind
+        # By the executable's name first: the raylet's arguments name the worker and agent
+        # commands. Ray's agents title themselves ray::DashboardAgent / ray::RuntimeEnvAgent.
+        if comm in ("raylet", "gcs_server"):
+            return comm
+        if any(m in cmd for m in ("DashboardAgent", "RuntimeEnvAgent", "dashboard/agent.py",
+                                  "runtime_env/agent")):
+            return "Ray agents"
         if cmd.startswith("ray::") or "default_worker.py" in cmd:
             return "trial workers"
+        for kind in ("log_monitor", "dashboard", "monitor"):
+            if kind in cmd:
+                return kind
         return "other"
 
     def sample(self, first: bool = False):
