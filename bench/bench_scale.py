@@ -169,6 +169,18 @@ class CpuWatch(threading.Thread):
         return comm, int(rest[1]), int(rest[11]) + int(rest[12])  # comm, ppid, utime + stime
 
     @staticmethod
+    def thread_ticks(pid: int) -> dict[int, tuple[str, int]]:
+        """{thread id: (kernel name, CPU ticks)} of process ``pid``; threads ending meanwhile skipped."""
+        out = {}
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                comm, _, ticks = CpuWatch._stat(f"{task}/stat")
+            except (OSError, ValueError):
+                continue
+            out[int(task.name)] = (comm, ticks)
+        return out
+
+    @staticmethod
     def _kind(pid: int, comm: str) -> str:
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -192,12 +204,7 @@ class CpuWatch(threading.Thread):
         names = {t.native_id: t.name for t in threading.enumerate()}
         me = os.getpid()
         with self.lock:
-            for task in Path(f"/proc/{me}/task").iterdir():
-                try:
-                    comm, _, ticks = self._stat(f"{task}/stat")
-                except (OSError, ValueError):
-                    continue
-                tid = int(task.name)
+            for tid, (comm, ticks) in self.thread_ticks(me).items():
                 name = names.get(tid, comm)
                 name = "main" if tid == me else re.sub(r"[-_]?\d+", "", name) or name
                 rec = self.threads.setdefault(tid, [name, 0 if not first else ticks, ticks])
@@ -489,15 +496,7 @@ def idle_actors(n: int, seconds: float) -> dict:
         time.sleep(5.0)  # past start-up
 
         def threads():
-            out = {}
-            for pid in pids:
-                for task in Path(f"/proc/{pid}/task").iterdir():
-                    try:
-                        name, _, ticks = CpuWatch._stat(f"{task}/stat")
-                    except (OSError, ValueError):  # a thread that just ended
-                        continue
-                    out[(pid, task.name)] = (name, ticks)
-            return out
+            return {(pid, tid): v for pid in pids for tid, v in CpuWatch.thread_ticks(pid).items()}
 
         before, w0 = threads(), time.perf_counter()
         time.sleep(seconds)
