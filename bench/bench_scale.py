@@ -12,11 +12,14 @@ Per cell: wall time against the ideal (epochs run x epoch length / concurrency),
 per reported result, driver peak RSS, Optuna's suggest time as the study grows, the time to write
 trials.csv + best.yaml, the TensorBoard summary and the report at the end, the experiment folder's
 size, ASHA's share of epochs, and the best PublicTest accuracy found against the best any proposed
-config reaches when every trial runs to the end (exact: the curves are known).
+config reaches when every trial runs to the end (exact: the curves are known), and the wall
+time beyond the ideal split by where the slots' time went (start-up, the tail, inside trials,
+between trials: ``slot_accounting``).
 
     .venv/bin/python bench/bench_scale.py grid --trials 100,300,1000 --concurrency 16,64,256
     .venv/bin/python bench/bench_scale.py cell --trials 1000 --concurrency 64 [--profile prof.txt]
     .venv/bin/python bench/bench_scale.py idle --actors 64     # what 64 idle trial workers cost
+    .venv/bin/python bench/bench_scale.py idle --actors 64 --job-env   # ... started as on a cluster
 """
 from __future__ import annotations
 
@@ -70,11 +73,13 @@ def make_surrogate(record: dict, epoch_s: float, checkpoint_bytes: int):
             with ckpt.as_directory() as d:
                 start = json.loads(Path(d, "state.json").read_text())["epoch"]
         node = ray.get_runtime_context().get_node_id()
+        # Where each slot's time goes (slot_accounting): which worker ran this trial, from when.
+        slot = {"worker_pid": os.getpid(), "began_at": _time.time()}
         last_checkpoint = _time.monotonic()  # search.trainable.CheckpointPacer's rule
         for metrics in curve[start:]:
             _time.sleep(epoch_s)
             result = {**metrics, finished_key: bool(metrics["final_epoch"]), private_key: 0,
-                      "node_id": node}
+                      "node_id": node, **slot, "reported_at": _time.time()}
             if not checkpoint or _time.monotonic() - last_checkpoint < checkpoint_every_s:
                 tune.report(result)
                 continue
@@ -306,10 +311,10 @@ def start_cluster(concurrency: int, raylets: int, tmp: Path):
     import ray
 
     store = 150 * MB
-    env = {"env_vars": {"RAY_DEDUP_LOGS": "0"}}
     if raylets == 1:
+        # As search.experiment.start_ray starts a local Ray: no job runtime_env.
         ray.init(num_cpus=concurrency, include_dashboard=False, object_store_memory=store,
-                 log_to_driver=False, runtime_env=env, _temp_dir=str(tmp / "ray"))
+                 log_to_driver=False, _temp_dir=str(tmp / "ray"))
         return None
     from ray.cluster_utils import Cluster
 
@@ -321,7 +326,9 @@ def start_cluster(concurrency: int, raylets: int, tmp: Path):
         cluster.add_node(num_cpus=per + (1 if i < concurrency % raylets else 0),
                          object_store_memory=store)
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address, log_to_driver=False, runtime_env=env)
+    # As start_ray joins a cluster (--address): the workers' variables in a job runtime_env.
+    ray.init(address=cluster.address, log_to_driver=False,
+             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
     return cluster
 
 
@@ -384,6 +391,7 @@ def run_cell(args) -> dict:
                 profiler.disable()
             sys.stdout = stdout
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        ended = time.time()
         main_cpu = time.thread_time() - main0
         cpu_watch.stop.set()
         cpu_watch.join()
@@ -402,13 +410,6 @@ def run_cell(args) -> dict:
                 for c in record["curves"]}
         proposed = [full[curve_key({k: row[f"config/{k}"] for k in record["grid"]}, record["grid"])]
                     for _, row in table.iterrows()]
-        # Start-up: until every slot has a trial that reported (Ray's timestamps are whole
-        # seconds); on 2 cores, starting 64+ Python workers is most of it.
-        firsts = sorted(r.metrics_dataframe["timestamp"].min() for r in results
-                        if r.metrics_dataframe is not None and "timestamp" in r.metrics_dataframe)
-        if firsts:
-            out["startup_s"] = max(0.0, float(firsts[min(args.concurrency, len(firsts)) - 1])
-                                   - started - args.epoch_seconds)
         n = len(suggest_s)
         tenth = max(n // 10, 1)
         out.update(
@@ -431,6 +432,7 @@ def run_cell(args) -> dict:
             best_if_all_ran=float(max(proposed)) if proposed else None,
             folder_mb=folder_size(experiment) / MB)
         out.update(cpu_watch.finish(results_n, wall))
+        out.update(slot_accounting(results, started, ended, args.concurrency, args.epoch_seconds))
         out["wall_over_ideal"] = out["wall_s"] / out["ideal_s"] if out["ideal_s"] else None
         out["asha_share"] = out["epochs_run"] / out["epochs_full"]
     finally:
@@ -449,6 +451,47 @@ def run_cell(args) -> dict:
             out["kept"] = str(experiment)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def slot_accounting(results, began: float, ended: float, concurrency: int,
+                    epoch_s: float) -> dict:
+    """Wall time beyond the ideal, split by where the slots' time went, in seconds of wall
+    (slot-seconds / concurrency, so the parts add up to wall - ideal):
+
+    - ``startup``: before a slot's first trial began (Ray starting its worker),
+    - ``turnover``: between one trial's last result and the next trial beginning on that worker
+      (Tune stopping one, the searcher's suggest, the reused actor's reset, the new trial's start),
+    - ``in_trial``: inside a trial beyond its epochs' sleeps (reporting, checkpoints),
+    - ``tail``: after a slot's last trial ended, while others still ran,
+    - ``other``: the rest (slots whose worker never ran a trial, a replaced worker)."""
+    runs = []  # (worker pid, began, last result, epochs) per run of a trial function
+    for r in results:
+        df = r.metrics_dataframe
+        if df is None or "worker_pid" not in df:
+            continue
+        for (pid, t0), g in df.groupby(["worker_pid", "began_at"]):
+            runs.append((int(pid), float(t0), float(g["reported_at"].max()), len(g)))
+    by_worker: dict[int, list] = {}
+    for run in sorted(runs, key=lambda x: x[1]):
+        by_worker.setdefault(run[0], []).append(run)
+    slots = sorted(by_worker.values(), key=lambda rs: rs[0][1])[:concurrency]
+    part = dict.fromkeys(("startup", "turnover", "in_trial", "tail"), 0.0)
+    for rs in slots:
+        part["startup"] += rs[0][1] - began
+        part["turnover"] += sum(b[1] - a[2] for a, b in zip(rs, rs[1:]))
+        part["tail"] += max(0.0, ended - max(x[2] for x in rs))
+    part["in_trial"] = sum(end - t0 - n * epoch_s for _, t0, end, n in runs)
+    ideal = sum(n for *_, n in runs) * epoch_s / concurrency
+    out = {f"over_{k}_s": round(v / concurrency, 1) for k, v in part.items()}
+    out["over_other_s"] = round(ended - began - ideal - sum(part.values()) / concurrency, 1)
+    out["workers_used"] = len(by_worker)
+    firsts = sorted(rs[0][1] - began for rs in slots)  # when each slot's first trial began
+    out["slot_first_began_s"] = [round(firsts[int(q * (len(firsts) - 1))], 1)
+                                 for q in (0, 0.25, 0.5, 0.75, 1)] if firsts else []
+    # Start-up: until the last slot's first trial began (on 2 cores, starting 64+ Python workers
+    # that import Ray Tune is most of it).
+    out["startup_s"] = round(firsts[-1], 1) if firsts else None
     return out
 
 
@@ -476,17 +519,23 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def idle_actors(n: int, seconds: float) -> dict:
-    """Start ``n`` Ray actors that do nothing and measure their CPU (from /proc) over ``seconds``:
-    what ``n`` trial workers cost the machine running them while they wait, whatever the trials
-    do (the raylet's and GCS's share per worker not included). Per thread, too: a Ray worker's main thread wakes up to check for signals."""
+def idle_actors(n: int, seconds: float, job_env: bool = False) -> dict:
+    """Start ``n`` Ray actors that import Ray Tune (as a trial worker does) and then do nothing,
+    and measure their CPU (from /proc) over ``seconds``: what ``n`` trial workers cost the machine
+    running them while they wait, whatever the trials do (the raylet's and GCS's share per worker
+    not included). Per thread, too: a Ray worker's main thread wakes up to check for signals.
+    ``start_s`` is how long the ``n`` took to start; ``job_env`` hands the workers a variable
+    through a job runtime_env (as ``search.experiment.start_ray`` does on a cluster) instead of
+    the environment Ray starts with (as it does for a local Ray)."""
     import ray
 
-    ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False)
+    env = {"env_vars": {"HF_HUB_OFFLINE": "1"}} if job_env else None
+    ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False, runtime_env=env)
     try:
         @ray.remote(num_cpus=1)
         class Idle:
             def pid(self):
+                import ray.tune  # noqa: F401  what Tune's trainable actor imports
                 return os.getpid()
 
         t0 = time.perf_counter()
@@ -509,7 +558,8 @@ def idle_actors(n: int, seconds: float) -> dict:
     per_s = {k: round(1000 * v / CpuWatch.TICK / wall / n, 2)
              for k, v in sorted(by_thread.items(), key=lambda kv: -kv[1]) if v}
     total = sum(by_thread.values()) / CpuWatch.TICK / wall
-    return {"actors": n, "start_s": round(started, 1), "cores_busy": round(total, 3),
+    return {"actors": n, "job_env": job_env, "start_s": round(started, 1),
+            "cores_busy": round(total, 3),
             "ms_per_s_each": round(1000 * total / n, 2), "by_thread_ms_per_s_each": per_s}
 
 
@@ -519,6 +569,9 @@ COLUMNS = [
     ("trials", "trials", "{:d}"), ("concurrency", "at once", "{:d}"), ("raylets", "raylets", "{:d}"),
     ("wall_s", "wall (s)", "{:.0f}"), ("ideal_s", "ideal (s)", "{:.0f}"),
     ("wall_over_ideal", "wall / ideal", "{:.2f}"), ("startup_s", "start-up (s)", "{:.0f}"),
+    ("over_startup_s", "beyond ideal: start-up (s)", "{:.0f}"),
+    ("over_tail_s", "tail (s)", "{:.0f}"), ("over_in_trial_s", "in trials (s)", "{:.0f}"),
+    ("over_turnover_s", "between trials (s)", "{:.0f}"), ("over_other_s", "other (s)", "{:.0f}"),
     ("results", "results", "{:d}"),
     ("driver_ms_per_result", "driver CPU / result (ms)", "{:.1f}"),
     ("driver_main_ms_per_result", "of which main thread (ms)", "{:.1f}"),
@@ -640,9 +693,12 @@ def main(argv=None) -> int:
                                        "machine while they wait)")
     idle.add_argument("--actors", type=int, default=64)
     idle.add_argument("--seconds", type=float, default=20.0)
+    idle.add_argument("--job-env", action="store_true",
+                      help="hand the workers a variable through a job runtime_env (as a search "
+                           "on a cluster does) instead of the environment (a local search)")
     args = parser.parse_args(argv)
     if args.command == "idle":
-        print(json.dumps(idle_actors(args.actors, args.seconds)), flush=True)
+        print(json.dumps(idle_actors(args.actors, args.seconds, args.job_env)), flush=True)
         return 0
     if not Path(args.curves).is_file():
         print(f"error: {args.curves} is missing; run bench/record_curves.py first", file=sys.stderr)
