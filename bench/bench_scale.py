@@ -41,6 +41,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 CURVES = HERE / "curves.json"
 MB = 1024 * 1024
+# What search.experiment.start_ray hands workers through a job runtime_env when it joins a cluster.
+JOB_ENV = {"env_vars": {"HF_HUB_OFFLINE": "1"}}
 
 
 # --- the surrogate trial ------------------------------------------------------------------------
@@ -327,8 +329,7 @@ def start_cluster(concurrency: int, raylets: int, tmp: Path):
                          object_store_memory=store)
     cluster.wait_for_nodes()
     # As start_ray joins a cluster (--address): the workers' variables in a job runtime_env.
-    ray.init(address=cluster.address, log_to_driver=False,
-             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
+    ray.init(address=cluster.address, log_to_driver=False, runtime_env=JOB_ENV)
     return cluster
 
 
@@ -529,8 +530,8 @@ def idle_actors(n: int, seconds: float, job_env: bool = False) -> dict:
     the environment Ray starts with (as it does for a local Ray)."""
     import ray
 
-    env = {"env_vars": {"HF_HUB_OFFLINE": "1"}} if job_env else None
-    ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False, runtime_env=env)
+    ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False,
+             runtime_env=JOB_ENV if job_env else None)
     try:
         @ray.remote(num_cpus=1)
         class Idle:
