@@ -70,7 +70,10 @@ class TrainConfig:
     amp: bool = True               # bf16 autocast on CUDA
     cpu_bf16: bool = False         # bf16 autocast in CPU training too: ~1.7x for resnet10t on a CPU
                                    # with avx512_bf16 or AMX; ignored (fp32) on CPUs without them
-    eval_batch_size: int = 512
+    small_map_convs: bool = True   # CPU: convs with an output map <= 3x3 run as one matmul, 2-5x
+                                   # faster there than oneDNN's conv (bench/README.md#bench_speedpy)
+    fused_optimizer: bool = True   # torch's fused AdamW / Adam / SGD kernel where timm's choice has one
+    eval_batch_size: int = 128     # 1-thread CPU evaluation is fastest near 128 (vs 512: 1.2x)
     train_on_public: bool = False  # retrain on Training + PublicTest (no validation left)
     extra: dict = field(default_factory=dict, repr=False)  # free-form labels carried to results
 

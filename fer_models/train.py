@@ -30,6 +30,7 @@ from .data import EMOTIONS, FER2013, Split
 from .evaluate import evaluate
 from .checkpoint import is_model_folder, start_from_model_folder
 from .models import HiddenHead, ModelConfigError, create_model
+from .small_map_conv import restore_convs, use_small_map_convs
 from .weights import WeightsError
 from .schedulers import create_lr_scheduler, schedule_info
 
@@ -95,13 +96,28 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, steps_per_epoch: i
     from timm.optim import create_optimizer_v2
 
     params = layer_decay_groups(model, cfg) if cfg.layer_decay > 0 else model
+    fused = {"fused": True} if cfg.fused_optimizer and has_fused_kernel(cfg.optimizer) else {}
     optimizer = create_optimizer_v2(params, opt=cfg.optimizer, lr=cfg.lr,
-                                    weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+                                    weight_decay=cfg.weight_decay, momentum=cfg.momentum, **fused)
     scheduler = create_lr_scheduler(cfg, optimizer, steps_per_epoch)
     if scheduler is None:  # timm's schedulers apply lr_scale; a constant lr must do it here
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * group.get("lr_scale", 1.0)
     return optimizer, scheduler
+
+
+def has_fused_kernel(name: str) -> bool:
+    """Whether timm's optimizer ``name`` is a torch optimizer with a fused (one kernel for every
+    parameter) step: AdamW, Adam, SGD. The loop it replaces cost ~11 ms of a 190-ms resnet10t step."""
+    import inspect
+
+    from timm.optim import get_optimizer_class
+
+    try:
+        cls = get_optimizer_class(name, bind_defaults=False)
+        return "fused" in inspect.signature(cls).parameters
+    except (ValueError, TypeError, ImportError, AssertionError):  # apex/bnb names, builtins
+        return False
 
 
 def layer_decay_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -256,6 +272,8 @@ def fit(cfg: TrainConfig, data: FER2013,
     device = resolve_device(cfg.device)
     generator = seed_everything(cfg.seed)
     model = build_model(cfg, device) if model is None else place_model(model, cfg, device)
+    if cfg.small_map_convs and device.type == "cpu":
+        use_small_map_convs(model)  # before the EMA copies it: both train and validate faster
     train = training_split(cfg, data)
     validate = not cfg.train_on_public
     if schedule_info(cfg.scheduler).needs_validation and not validate:
@@ -340,6 +358,9 @@ def fit(cfg: TrainConfig, data: FER2013,
         # raw and EMA modules share their keys, so either takes them
         selected.load_state_dict(best["weights"])
     restored = restore_best and best["weights"] is not None
+    restore_convs(model)  # what fit hands back exports and pickles as plain timm modules
+    if ema is not None:
+        restore_convs(ema.module)
     return FitResult(selected, history, best_epoch=best["epoch"], stopped_early=stopped_early,
                      weights_epoch=best["epoch"] if restored else len(history))
 

@@ -126,6 +126,8 @@ RULES: dict[str, Rule] = {
     "channels_last": Rule("bool"),
     "amp": Rule("bool"),
     "cpu_bf16": Rule("bool"),
+    "small_map_convs": Rule("bool"),
+    "fused_optimizer": Rule("bool"),
     "eval_batch_size": Rule("int", 1, 1 << 20),
     "train_on_public": Rule("bool"),
 }

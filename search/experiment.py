@@ -22,7 +22,9 @@ from .outputs import trials_table, write_best_yaml
 from .report import log_retrain_tensorboard, write_report
 from .retrain import retrain_top
 from .scheduler import ResumableASHA
+from .default_baseline import compare_with_default, describe_comparison
 from .searcher import PrunedAwareOptunaSearch
+from .study_end import close_study
 from .samplers import create_sampler
 from .console import ConsoleCallback, quiet_ray_console
 from .tbx_callback import SearchTBXLoggerCallback
@@ -129,7 +131,9 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
         mode=list(space.objectives.values()) if multi else space.mode,
         sampler=create_sampler(space.search.sampler, space.search.seed),
         study_name=STUDY_NAME, storage=ExperimentFolder(experiment).study_storage(),
-        constraints=space.constraints)
+        constraints=space.constraints,
+        # The space's default configuration first: what the search bought is measured against it
+        points_to_evaluate=[default] if (default := space.default_config()) else None)
     # Ray lets a scheduler have its own metric only when the TuneConfig names none: so the
     # search metric goes to the TuneConfig unless ASHA's rungs compare another one (or the
     # searcher has several).
@@ -210,8 +214,22 @@ def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, addre
         write_hparams_experiment(experiment, space)
         tuner = build_tuner(space, data, experiment, resources, verbose, trial_fn=trial_fn)
         results = tuner.fit()
+    end_study(space, experiment)
     return finish_experiment(space, data, experiment, results, command=command,
                              started=started, resources=resources)
+
+
+def end_study(space, experiment: Path) -> None:
+    """Close the trials the search's end cut in the Optuna study (search/study_end.py)."""
+    budget = space.search.time_budget_minutes
+    reason = f"the search's {budget:g}-minute time budget" if budget else "the search's end"
+    folder = ExperimentFolder(experiment)
+    if not folder.journal.exists():
+        return
+    closed = close_study(folder.load_study(), list(space.objectives), reason)
+    if closed:
+        print(f"{closed} trial(s) cut by {reason} before they finished: closed in the Optuna "
+              "study (PRUNED with epochs, FAIL without)", flush=True)
 
 
 def finish_experiment(space, data, experiment: Path, results, *, command: str, started: float,
@@ -245,8 +263,10 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
     winner = top[0][0]
     best_config = top[0][1]
     write_best_yaml(folder.best_yaml, space, best_config)
+    vs_default = compare_with_default(table, folder, str(winner["trial_id"]))
     print(f"best trial {winner['trial_id']}: PublicTest accuracy {winner['best_val_accuracy']:.4f}"
           f" after {int(winner['epochs'])} epochs; retraining ...", flush=True)
+    print(describe_comparison(vs_default), flush=True)
     if space.retrain.top_k > 1:
         print(f"ensemble of the top {len(top)} distinct configs: "
               + ", ".join(f"{row['trial_id']} ({row['best_val_accuracy']:.4f})" for row, _ in top),
@@ -267,6 +287,7 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
         "total_epochs": int(table["epochs"].sum()),
         "best_trial": str(winner["trial_id"]),
         "best_public_test_accuracy": float(winner["best_val_accuracy"]),
+        "default_config": space.default_config(), "vs_default": vs_default,
         "retrain_epochs": retrain["epochs"], "retrain_seeds": retrain["seeds"],
         "private_test_accuracy": metrics["accuracy"],
         "private_test_accuracy_mean": metrics["accuracy_mean"],

@@ -41,6 +41,7 @@ def trials_table(results, space) -> pd.DataFrame:
             "best_val_loss": float(history["val_loss"].min()) if has_val else math.nan,
             "last_val_accuracy": float(history["val_accuracy"].iloc[-1]) if has_val else math.nan,
             "seconds": float(history["time_total_s"].max()) if "time_total_s" in history else 0.0,
+            "default": space.is_default(r.config),
             "node_ip": (r.metrics or {}).get("node_ip", ""),
             "node_id": (r.metrics or {}).get("node_id", ""),
             PRIVATE_ROWS_KEY: int(history.get(PRIVATE_ROWS_KEY, pd.Series([0])).max()),

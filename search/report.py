@@ -25,6 +25,7 @@ from fer_models.profile import PROFILE_METRICS
 from . import tensorboard_logs as tbl
 from .experiment_folder import (COMPLETED, FAILED, STOPPED_EARLY, ExperimentFolder,
                                 config_columns, is_missing)
+from .default_baseline import describe_comparison
 from .objectives import feasible_mask, pareto_front
 
 __all__ = ["log_retrain_tensorboard", "write_report"]
@@ -546,6 +547,9 @@ def _markdown(folder, summary, metrics, table, winner_id, importance, figures, p
                      f"epoch {int(w['best_epoch'])} of {int(w['epochs'])}.")
     else:
         lines.append(f"**Winner: trial `{winner_id}`**.")
+    if summary.get("vs_default") is not None:
+        line = describe_comparison(summary["vs_default"])
+        lines.append(line[0].upper() + line[1:] + ".")
     if metrics:
         tta = f", ten-crop TTA **{metrics['tta']['accuracy']:.4f}**" if "tta" in metrics else ""
         epochs = summary.get("retrain_epochs", metrics.get("retrain_epochs", "?"))

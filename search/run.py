@@ -106,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
             space = load_space(args.space)
             apply_overrides(space, vars(args))
             data_path = data_path_of(args.data, space)
-            output = Path(args.output).resolve()
-            name = args.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
+            output = _output_folder(args.output)
+            given = args.name is not None
+            name = args.name if given else f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
+            _check_name(name, "--name" if given else f"name in {space.path}")
             experiment = output / name
             if experiment.exists() and any(experiment.iterdir()):
                 raise UsageError(f"{experiment} already exists and is not empty; choose another "
@@ -262,6 +264,23 @@ def _prepare_resume(args):
         raise UsageError(f"{experiment} already finished ({folder.SUMMARY} exists); "
                          "use --retrain-only to retrain again")
     return space, data_path, experiment
+
+
+def _output_folder(text: str) -> Path:
+    """--output as a local folder; a URI (s3://, gs://, ...) is refused, not made a './s3:' folder."""
+    if "://" in text:
+        raise UsageError(f"--output {text[:80]!r}: a URI; results are written to a local folder "
+                         "(on a cluster, the head node's): give a path, and copy it from there")
+    return Path(text).resolve()
+
+
+def _check_name(name: str, where: str) -> None:
+    """An experiment name is one folder inside --output: never a path out of it."""
+    bad = (not name or name in (".", "..") or "/" in name or "\\" in name or len(name) > 200
+           or any(not ch.isprintable() for ch in name) or name != name.strip())
+    if bad:
+        raise UsageError(f"{where}: {name[:80]!r} is not a folder name (no '/', '..', control "
+                         "characters or surrounding spaces; at most 200 characters)")
 
 
 def _check_writable(output: Path) -> None:

@@ -120,6 +120,38 @@ class Param:
     high: float | int | None = None
     step: float | int | None = None
     log: bool = False
+    default: Any = None              # the value a person would pick without a search (see
+                                     # SearchSpace.default_config); None: derived
+
+    def contains(self, value) -> bool:
+        """Whether the search could propose ``value`` (a choice, or a range point on its step)."""
+        if self.kind == "fixed":
+            return value == self.value
+        if self.kind == "choice":
+            return any(value == v and type(value) is type(v) for v in self.value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            return False
+        if not self.low <= value <= self.high:
+            return False
+        if self.step:
+            k = (value - self.low) / self.step
+            return abs(k - round(k)) < 1e-9
+        return self.kind != "int" or float(value).is_integer()
+
+    def derived_default(self):
+        """TrainConfig's own default where the search could propose it; else the first choice,
+        or the middle of a range (geometric for log ranges), on its step."""
+        own = getattr(TrainConfig(), self.name)
+        if self.contains(own):
+            return own
+        if self.kind == "choice":
+            return self.value[0]
+        log = self.kind == "loguniform" or self.log
+        middle = math.sqrt(self.low * self.high) if log else (self.low + self.high) / 2
+        if self.step:
+            middle = self.low + round((middle - self.low) / self.step) * self.step
+            middle = min(max(middle, self.low), self.high)
+        return int(round(middle)) if self.kind == "int" else float(middle)
 
 
 @dataclass
@@ -172,6 +204,30 @@ class SearchSpace:
             p.high = min(p.high, cap)
             if p.low >= p.high:
                 self.params["epochs"] = Param("epochs", "fixed", value=p.high)
+
+    def default_config(self) -> dict[str, Any]:
+        """The searched params' values a person would run without a search: each param's
+        ``default:`` in the file, else :meth:`Param.derived_default`. Every search runs it as
+        its first trial, so the winner is measured against it at the same fidelity."""
+        config = {}
+        for name, p in self.params.items():
+            if p.kind != "fixed":
+                config[name] = p.default if p.default is not None else p.derived_default()
+        backbone = config.get("backbone", self.backbones()[0])
+        size = self.params.get("input_size")
+        if size is not None and size.kind == "int" and config["input_size"] < min_input_size(backbone):
+            config["input_size"] = _round_up_to_step(min_input_size(backbone), size.low, size.step or 1)
+        return config
+
+    def is_default(self, config: dict) -> bool:
+        """Whether a trial's ``config`` is :meth:`default_config` (floats to 1e-9)."""
+        def same(a, b) -> bool:
+            if isinstance(a, float) or isinstance(b, float):
+                return isinstance(a, (int, float)) and isinstance(b, (int, float)) \
+                    and math.isclose(a, b, rel_tol=1e-9)
+            return a == b
+        default = self.default_config()
+        return bool(default) and all(same(config.get(k), v) for k, v in default.items())
 
     def fixed(self) -> dict[str, Any]:
         return {k: p.value for k, p in self.params.items() if p.kind == "fixed"}
@@ -387,7 +443,21 @@ def _param(name: str, spec, err) -> Param:
         raise err(key, f"a distribution needs exactly one of {', '.join(DISTRIBUTIONS)}; got keys "
                        f"{', '.join(map(str, spec)) or 'none'}")
     kind = kinds[0]
-    _reject_unknown({k: v for k, v in spec.items() if k != kind}, {"step", "log"}, f"{key}.", err)
+    _reject_unknown({k: v for k, v in spec.items() if k != kind}, {"step", "log", "default"},
+                    f"{key}.", err)
+    param = _distribution(name, kind, spec, ftype, key, err)
+    if "default" in spec:
+        default = spec["default"]
+        if ftype == "float" and _is_number(default):
+            default = float(default)
+        _check_value(f"{key}.default", name, default, err)
+        if not param.contains(default):
+            raise err(f"{key}.default", f"{default!r} is not a value this {kind} can propose")
+        param.default = default
+    return param
+
+
+def _distribution(name: str, kind: str, spec: dict, ftype: str, key: str, err) -> Param:
     bounds = spec[kind]
     if kind == "choice":
         if not isinstance(bounds, list) or not bounds:

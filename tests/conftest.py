@@ -19,6 +19,15 @@ import pytest
 # Tests never download anything (timm/Hugging Face read this when they are first imported).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# CI draws the same Hypothesis examples every run (a failure there is the code's, reproducible,
+# not a new draw's); a developer's run explores new ones. HYPOTHESIS_PROFILE picks either.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+_hypothesis_settings.register_profile("dev")
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
+                                  or ("ci" if os.environ.get("CI") else "dev"))
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 SMALL_NAME = "fer2013-small.csv.gz"

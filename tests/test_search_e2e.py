@@ -155,3 +155,66 @@ def test_checkpoint_pacer_every_epoch_or_at_most_every_n_seconds():
         due.append(paced.due())
     # 10 s after the start (110), then 10 s after that checkpoint (120.5)
     assert due == [False, False, True, False, False, True, False]
+
+
+def test_default_configuration_runs_first_and_the_winner_is_set_beside_it(smoke_run):
+    """The space's default configuration is the first trial (Optuna's enqueued trial), marked in
+    trials.csv; summary.json, report.md and the console compare the winner with it."""
+    proc, exp = smoke_run
+    space = load_space(REPO / "spaces" / "smoke.yaml")
+    default = space.default_config()
+    assert default == {"lr": 1e-3, "dropout": 0.0, "weight_decay": 0.05, "optimizer": "adamw"}
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
+    first = trials.iloc[0]
+    for key, value in default.items():
+        assert first[f"config/{key}"] == pytest.approx(value) if isinstance(value, float) \
+            else first[f"config/{key}"] == value, key
+    assert trials["default"].tolist() == [True] + [False] * (len(trials) - 1)
+    study = ExperimentFolder(exp).load_study()
+    assert study.trials[0].params["lr"] == pytest.approx(1e-3)
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["default_config"] == default
+    vs = summary["vs_default"]
+    assert vs["default_trial"] == first["trial_id"]
+    winner = trials[trials.trial_id == summary["best_trial"]].iloc[0]
+    if not vs["winner_is_default"]:
+        assert vs["compared_at_epoch"] == min(int(first["epochs"]), int(winner["epochs"]))
+        assert vs["gain_pt"] == pytest.approx(
+            100 * (vs["winner_public_test_accuracy"] - vs["default_public_test_accuracy"]), abs=0.02)
+        assert vs["gain_pt"] >= 0  # the winner is the best PublicTest epoch of all trials
+    assert "default configuration" in proc.stdout
+    assert "default configuration" in (exp / "report.md").read_text()
+
+
+def test_the_study_names_its_objective_and_holds_no_running_trial(smoke_run):
+    _, exp = smoke_run
+    study = ExperimentFolder(exp).load_study()
+    assert study.metric_names == ["val_accuracy"]
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+
+
+def test_close_study_ends_cut_trials_in_a_journal(tmp_path):
+    """A trial cut with epochs is PRUNED, one cut before any is FAIL; finished ones untouched."""
+    from search.study_end import close_study
+
+    folder = ExperimentFolder(tmp_path)
+    study = optuna.create_study(study_name="fer-search", storage=folder.study_storage(),
+                                direction="maximize")
+    done, with_epochs, without = study.ask(), study.ask(), study.ask()
+    study.tell(done, 0.5)
+    with_epochs.report(0.3, 1)
+    assert close_study(study, ["val_accuracy"], "the search's 1-minute time budget") == 2
+    again = folder.load_study()  # read back from the journal
+    assert [t.state.name for t in again.trials] == ["COMPLETE", "PRUNED", "FAIL"]
+    assert again.user_attrs["ended_by"] == {"1": "the search's 1-minute time budget",
+                                            "2": "the search's 1-minute time budget"}
+    assert again.metric_names == ["val_accuracy"]
+    assert close_study(again, ["val_accuracy"], "x") == 0  # idempotent
+
+
+def test_the_end_of_the_search_is_printed_once(smoke_run):
+    proc, _ = smoke_run
+    lines = proc.stdout.splitlines()
+    for start in ("best trial ", "retraining ", "winner vs the space's default", "PrivateTest accuracy: "):
+        assert sum(line.startswith(start) for line in lines) <= 1, start
+    assert sum(line.startswith("best trial ") for line in lines) == 1

@@ -291,3 +291,66 @@ def test_every_shipped_space_loads(path):
     """What the README tells users to run must pass the same checks as their own files."""
     space = load_space(path)
     assert space.params and space.search.num_samples >= 1
+
+
+def _space_with(tmp_path, params: str) -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text("params:\n  backbone: resnet10t\n" + params)
+    return path
+
+
+def test_default_config_from_the_file_or_derived(tmp_path):
+    space = load_space(_space_with(tmp_path, (
+        "  lr: {loguniform: [1.0e-4, 1.0e-1], default: 3.0e-3}\n"
+        "  weight_decay: {loguniform: [1.0e-4, 1.0e-2]}\n"       # TrainConfig's 0.05 is outside
+        "  dropout: {uniform: [0.0, 0.5]}\n"                     # TrainConfig's 0.0 is inside
+        "  crop: {choice: [40, 44]}\n"                           # TrainConfig's 0 is not a choice
+        "  epochs: {int: [2, 9], step: 3}\n")))                 # 10 is outside: middle on step
+    assert space.default_config() == {"lr": 3e-3, "weight_decay": pytest.approx(1e-3),
+                                      "dropout": 0.0, "crop": 40, "epochs": 5}
+    assert space.is_default({"lr": 3e-3, "weight_decay": 1e-3, "dropout": 0.0, "crop": 40,
+                             "epochs": 5, "backbone": "resnet10t"})
+    assert not space.is_default({**space.default_config(), "crop": 44})
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("{uniform: [0.0, 0.5], default: 0.7}", "not a value this uniform can propose"),
+    ("{uniform: [0.0, 0.5], step: 0.25, default: 0.3}", "not a value this uniform can propose"),
+    ("{choice: [0.0, 0.2], default: 0.1}", "not a value this choice can propose"),
+    ("{uniform: [0.0, 0.5], default: .nan}", "dropout"),
+    ("{uniform: [0.0, 0.5], default: high}", "must be a number"),
+])
+def test_a_default_the_search_cannot_propose_is_refused(tmp_path, spec, words):
+    with pytest.raises(SpaceError) as e:
+        load_space(_space_with(tmp_path, f"  dropout: {spec}\n"))
+    assert "params.dropout.default" in str(e.value) and words in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../escape", "/abs", "a/b", "a\\b", "", " pad",
+                                  "x" * 201, "tab\tname"])
+def test_a_name_never_places_a_run_outside_output(tmp_path, capsys, never_read, name):
+    space = tmp_path / "s.yaml"
+    space.write_text(GOOD)
+    out = tmp_path / "results"
+    assert main([str(space), "--data", str(never_read), "--output", str(out), "--name", name]) == 2
+    err = capsys.readouterr().err
+    assert "--name" in err and "not a folder name" in err and len(err.splitlines()) == 1
+    assert not out.exists()  # refused before anything is made
+
+
+def test_a_space_name_that_is_a_path_is_refused(tmp_path, capsys, never_read):
+    space = tmp_path / "s.yaml"
+    space.write_text("name: ../../etc\n" + GOOD)
+    assert main([str(space), "--data", str(never_read), "--output", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"name in {space}" in err and "not a folder name" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_output_uri_is_refused_not_made_a_local_folder(tmp_path, capsys, never_read, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / "s.yaml"
+    space.write_text(GOOD)
+    assert main([str(space), "--data", str(never_read), "--output", "s3://bucket/runs"]) == 2
+    assert "a URI" in capsys.readouterr().err
+    assert not (tmp_path / "s3:").exists()

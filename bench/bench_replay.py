@@ -1,0 +1,311 @@
+"""Replay search strategies over the FER tabular benchmark, in simulated time.
+
+Each replay runs this project's real searcher (``search.searcher.PrunedAwareOptunaSearch`` over the
+space's own define-by-run function, with the registry's Optuna samplers) and Ray Tune's real
+schedulers (``ASHAScheduler`` / ``AsyncHyperBandScheduler``, as ``search.experiment`` builds them)
+against the table recorded by ``bench/record_table.py``: a proposed configuration trains as the
+table's nearest configuration (log scale for log ranges, 1 per differing choice), its epochs
+arrive at the times the recording measured, ``--concurrency`` at once, as Syne Tune's simulator
+backend replays a tabulated benchmark. Nothing trains: 100 replays of a strategy take seconds.
+
+    .venv/bin/python bench/bench_replay.py --table bench/fer-table.jsonl --replays 100
+
+For every strategy and every budget (in full-horizon trainings' worth of simulated time) it
+records the *final-horizon* PublicTest accuracy of the configuration the strategy would pick
+(the trial with the best PublicTest epoch so far, as ``search.run`` picks its winner), and prints
+the median and quartiles over the replays, the budget at which the median comes within ``--gap``
+points of the table's best final accuracy, and that budget against random search's.
+``--plot`` draws the anytime curves; ``--csv`` writes every (strategy, replay, budget) point.
+
+Not replayed: PBT and PB2, which change a trial's hyperparameters while it trains; a table of
+fixed-configuration curves has no curve for the mixture.
+"""
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import statistics
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from search.space import SearchSpace, load_space  # noqa: E402
+from search.trainable import FINISHED_KEY  # noqa: E402
+
+METRIC = "val_accuracy"
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+@dataclass
+class Table:
+    configs: list[dict]
+    accuracy: np.ndarray     # (configs, epochs) PublicTest accuracy per epoch
+    loss: np.ndarray         # (configs, epochs) PublicTest loss per epoch
+    seconds: np.ndarray      # (configs, epochs) measured seconds of each epoch
+
+    @property
+    def horizon(self) -> int:
+        return self.accuracy.shape[1]
+
+    @property
+    def final(self) -> np.ndarray:
+        """Each config's accuracy at the last epoch: what training it to the horizon delivers."""
+        return self.accuracy[:, -1]
+
+    @classmethod
+    def read(cls, path: Path) -> "Table":
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        horizon = max(len(r["epochs"]) for r in rows)
+        full = [r for r in rows if len(r["epochs"]) == horizon]  # failed/diverged rows: see below
+        configs, acc, loss, secs = [], [], [], []
+        for r in full:
+            configs.append(r["config"])
+            acc.append([e["val_accuracy"] for e in r["epochs"]])
+            loss.append([e["val_loss"] for e in r["epochs"]])
+            secs.append([e["seconds"] for e in r["epochs"]])
+        for r in rows:  # a config that failed at once scores chance at every epoch, costs 1 s
+            if not r["epochs"]:
+                configs.append(r["config"])
+                acc.append([1 / 7] * horizon)
+                loss.append([math.log(7)] * horizon)
+                secs.append([1.0] * horizon)
+        return cls(configs, np.array(acc), np.array(loss), np.array(secs))
+
+
+class Nearest:
+    """The table's config nearest to a proposal: each searched param scaled to [0, 1] over its
+    range (log for log ranges), a differing choice counting 1."""
+
+    def __init__(self, space: SearchSpace, table: Table):
+        self.params = [p for p in space.params.values() if p.kind != "fixed"]
+        self.table = np.array([self._encode(c) for c in table.configs])
+        self.choice = np.array([p.kind == "choice" for p in self.params])
+
+    def _encode(self, config: dict) -> list:
+        out = []
+        for p in self.params:
+            v = config.get(p.name, p.derived_default())
+            if p.kind == "choice":
+                out.append(p.value.index(v) if v in p.value else -1)
+            elif p.kind == "loguniform" or p.log:
+                out.append((math.log(v) - math.log(p.low)) / (math.log(p.high) - math.log(p.low)))
+            else:
+                out.append((v - p.low) / (p.high - p.low))
+        return out
+
+    def __call__(self, config: dict) -> int:
+        x = np.array(self._encode(config))
+        diff = np.where(self.choice, (self.table != x).astype(float), (self.table - x) ** 2)
+        return int(np.argmin(diff.sum(1)))
+
+
+# --- strategies --------------------------------------------------------------------------------
+
+@dataclass
+class Strategy:
+    name: str
+    sampler: str
+    scheduler: Callable[[int, int], object] | None   # (horizon, seed) -> a Ray scheduler, or None
+
+
+def asha(grace: int = 1, rf: int = 3, brackets: int = 1, metric: str = METRIC):
+    def build(horizon: int, seed: int):
+        from ray.tune.schedulers import AsyncHyperBandScheduler
+
+        np.random.seed(seed)  # Ray draws a trial's bracket from numpy's global RNG
+        return AsyncHyperBandScheduler(time_attr="training_iteration", metric=metric,
+                                       mode="max" if metric == METRIC else "min", max_t=horizon,
+                                       grace_period=min(grace, horizon), reduction_factor=rf,
+                                       brackets=brackets)
+    return build
+
+
+STRATEGIES = {s.name: s for s in [
+    Strategy("random", "random", None),
+    Strategy("random+asha", "random", asha()),
+    Strategy("tpe", "tpe", None),
+    Strategy("tpe+asha", "tpe", asha()),
+    Strategy("tpe_quick+asha", "tpe_quick", asha()),
+    Strategy("random+hyperband", "random", asha(brackets=3)),
+    Strategy("tpe+hyperband", "tpe", asha(brackets=3)),          # BOHB-like: TPE + Hyperband
+    Strategy("tpe+asha@3", "tpe", asha(grace=3)),                # first rung where ranks settle
+    Strategy("tpe+asha-loss", "tpe", asha(metric="val_loss")),   # rungs on PublicTest loss
+    Strategy("gp+asha", "gp", asha()),   # a Gaussian process: ~100x TPE's cost per proposal
+]}
+DEFAULT_STRATEGIES = [name for name in STRATEGIES if name != "gp+asha"]
+
+
+# --- one replay --------------------------------------------------------------------------------
+
+def replay(strategy: Strategy, space: SearchSpace, table: Table, nearest: Nearest, seed: int,
+           budget_s: float, concurrency: int, grid_s: np.ndarray) -> np.ndarray:
+    """The final-horizon accuracy of the incumbent at each time of ``grid_s`` (nan before the
+    first result)."""
+    import optuna
+
+    from search.samplers import create_sampler
+    from search.searcher import PrunedAwareOptunaSearch
+    from ray.tune.schedulers import TrialScheduler
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    searcher = PrunedAwareOptunaSearch(space=space.suggest, metric=METRIC, mode="max",
+                                       sampler=create_sampler(strategy.sampler, seed))
+    scheduler = strategy.scheduler(table.horizon, seed) if strategy.scheduler else None
+    events: list[tuple[float, int, str]] = []
+    running: dict[str, tuple[int, int]] = {}   # trial id -> (table row, epochs done)
+    incumbent: list[tuple[float, float]] = []  # (time, final accuracy of the pick)
+    best_seen = -1.0
+    counter = 0
+
+    def start(now: float) -> None:
+        nonlocal counter
+        trial_id = f"t{counter:05d}"
+        counter += 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config = searcher.suggest(trial_id)
+        row = nearest({**space.fixed(), **config})
+        running[trial_id] = (row, 0)
+        if scheduler is not None:
+            scheduler.on_trial_add(None, SimpleNamespace(trial_id=trial_id))
+        heapq.heappush(events, (now + table.seconds[row, 0], counter, trial_id))
+
+    for _ in range(concurrency):
+        start(0.0)
+    while events:
+        now, _, trial_id = heapq.heappop(events)
+        if now > budget_s:
+            break
+        row, done = running[trial_id]
+        epoch = done + 1
+        result = {"training_iteration": epoch, METRIC: float(table.accuracy[row, done]),
+                  "val_loss": float(table.loss[row, done])}
+        if result[METRIC] > best_seen:
+            best_seen = result[METRIC]
+            incumbent.append((now, float(table.final[row])))
+        searcher.on_trial_result(trial_id, result)
+        decision = (scheduler.on_trial_result(None, SimpleNamespace(trial_id=trial_id), result)
+                    if scheduler is not None else TrialScheduler.CONTINUE)
+        if epoch == table.horizon or decision == TrialScheduler.STOP:
+            result[FINISHED_KEY] = epoch == table.horizon
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                searcher.on_trial_complete(trial_id, result)
+            if scheduler is not None:
+                scheduler.on_trial_complete(None, SimpleNamespace(trial_id=trial_id), result)
+            del running[trial_id]
+            start(now)
+        else:
+            running[trial_id] = (row, epoch)
+            heapq.heappush(events, (now + table.seconds[row, epoch], counter, trial_id))
+            counter += 1
+    times = np.array([t for t, _ in incumbent])
+    values = np.array([v for _, v in incumbent])
+    at = np.searchsorted(times, grid_s, side="right") - 1
+    return np.where(at >= 0, values[np.maximum(at, 0)], np.nan)
+
+
+# --- summary -----------------------------------------------------------------------------------
+
+def reach_budget(curve: np.ndarray, grid: np.ndarray, target: float) -> float:
+    """The first budget where the median curve reaches ``target`` (inf if never)."""
+    hit = np.flatnonzero(curve >= target)
+    return float(grid[hit[0]]) if len(hit) else math.inf
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", default=str(REPO / "bench" / "fer-table.jsonl"))
+    parser.add_argument("--space", default=str(REPO / "spaces" / "wide.yaml"))
+    parser.add_argument("--strategies", nargs="+", default=DEFAULT_STRATEGIES,
+                        choices=list(STRATEGIES))
+    parser.add_argument("--replays", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--budget", type=float, default=32.0,
+                        help="simulated time, in full-horizon trainings of the table's mean config")
+    parser.add_argument("--gap", type=float, default=1.0, help="points below the table's best")
+    parser.add_argument("--plot", help="write the anytime curves here (PNG)")
+    parser.add_argument("--csv", help="write every (strategy, replay, budget) point here")
+    args = parser.parse_args(argv)
+    import ray  # noqa: F401  (Ray's schedulers import it; no Ray runtime is started)
+
+    table = Table.read(Path(args.table))
+    space = load_space(args.space)
+    nearest = Nearest(space, table)
+    unit = float(table.seconds.sum(1).mean())         # one full-horizon training, seconds
+    grid = np.linspace(0.25, args.budget, int(args.budget * 4)) * unit / args.concurrency
+    best = float(table.final.max())
+    target = best - args.gap / 100
+    print(f"table: {len(table.configs)} configs x {table.horizon} epochs; best final PublicTest "
+          f"{best:.4f}; target {target:.4f} ({args.gap} pt below); one budget unit = one "
+          f"full-horizon training ({unit:.0f} s); {args.concurrency} trials at a time; "
+          f"{args.replays} replays a strategy")
+    curves, rows, points = {}, [], []
+    for name in args.strategies:
+        runs = np.array([replay(STRATEGIES[name], space, table, nearest, seed, grid[-1],
+                                args.concurrency, grid) for seed in range(args.replays)])
+        curves[name] = runs
+        med = np.nanmedian(runs, axis=0)
+        units = grid * args.concurrency / unit
+        reach = reach_budget(med, units, target)
+        per_replay = [reach_budget(r, units, target) for r in runs]
+        rows.append(dict(strategy=name, reach_units=reach,
+                         share_reaching=np.mean([math.isfinite(r) for r in per_replay]),
+                         **{f"median@{b}": float(np.interp(b, units, med)) for b in (4, 8, 16, args.budget)}))
+        for seed, run in enumerate(runs):
+            points += [(name, seed, float(u), float(v)) for u, v in zip(units, run)]
+    base = next((r["reach_units"] for r in rows if r["strategy"] == "random"), math.nan)
+    print(f"\n| strategy | budget to reach best - {args.gap} pt (median curve) | vs random | "
+          f"replays reaching it | median @4 | @8 | @16 | @{args.budget:g} |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = r["reach_units"] / base if math.isfinite(base) and math.isfinite(r["reach_units"]) else math.nan
+        print(f"| {r['strategy']} | {r['reach_units']:.2f} | {ratio:.2f} | {r['share_reaching']:.0%} | "
+              + " | ".join(f"{r[k]:.4f}" for k in list(r)[3:]) + " |")
+    if args.csv:
+        import pandas as pd
+
+        pd.DataFrame(points, columns=["strategy", "replay", "budget_units", "final_accuracy"]) \
+            .to_csv(args.csv, index=False)
+    if args.plot:
+        plot(curves, grid * args.concurrency / unit, best, target, args.plot)
+    return 0
+
+
+def plot(curves: dict, units: np.ndarray, best: float, target: float, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, runs in curves.items():
+        q1, med, q3 = np.nanpercentile(runs, [25, 50, 75], axis=0)
+        line, = ax.plot(units, med, label=name, lw=2 if name in ("random", "tpe+asha") else 1.2)
+        ax.fill_between(units, q1, q3, color=line.get_color(), alpha=0.08)
+    ax.axhline(best, color="k", lw=0.8, ls=":", label="table's best")
+    ax.axhline(target, color="k", lw=0.8, ls="--", label="best - 1 pt")
+    ax.set_xscale("log")
+    ax.set_xlabel("budget (full-horizon trainings' worth of simulated time)")
+    ax.set_ylabel("final-horizon PublicTest accuracy of the pick")
+    ax.set_title("Anytime performance over the FER table (median, quartiles shaded)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

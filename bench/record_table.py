@@ -1,0 +1,155 @@
+"""Record a FER tabular benchmark: complete learning curves of many configurations of a space.
+
+Like LCBench or YAHPO Gym's tables, recorded once with this project's own trainer: each
+configuration of ``--space`` (proposed by Optuna's QMC sampler through the space's own
+define-by-run function, the space's default configuration first) is trained for ``--epochs``
+epochs at a fidelity this CPU can afford: a stratified subset of Training (``--train-size``) and a
+fixed stratified half of PublicTest (``--public-size``) for validation after every epoch. Each
+line of the output (JSON Lines, appended as configs finish, so a stopped recording keeps what it
+has and ``--resume`` extends it) holds one config and its per-epoch PublicTest accuracy and loss,
+training loss and seconds: metrics only, no pixels.
+
+    .venv/bin/python bench/record_table.py --configs 64 --out bench/fer-table.jsonl
+    .venv/bin/python bench/record_table.py --configs 96 --out bench/fer-table.jsonl --resume
+    # the same configs on the full data, to check how the table's fidelity ranks them:
+    .venv/bin/python bench/record_table.py --rerun-from bench/fer-table.jsonl --pick 6 \\
+        --train-size 0 --public-size 0 --epochs 10 --out bench/fer-table-full.jsonl
+
+The schedule (cosine) spans ``--epochs``, so epoch e of a curve is not a run of e epochs: the
+replay reads the curve as a trial that ASHA or Hyperband stopped at epoch e, which is what it is.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DATA_DIR = Path(os.environ.get("FER_DATA_DIR") or REPO.parent / "shared" / "data")
+KEPT = ("epoch", "val_accuracy", "val_loss", "train_loss", "seconds", "images_per_s")
+
+
+def propose(space_path: str, n: int, seed: int) -> list[dict]:
+    """The space's default configuration, then ``n - 1`` QMC (Sobol) proposals of its sampler-free
+    define-by-run: every searched value, as a search of this space would propose them."""
+    import optuna
+
+    from search.space import load_space
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = load_space(space_path)
+    study = optuna.create_study(sampler=optuna.samplers.QMCSampler(
+        seed=seed, scramble=True, warn_independent_sampling=False), direction="maximize")
+    study.enqueue_trial(space.default_config())
+    configs = []
+    for _ in range(n):
+        trial = study.ask()
+        fixed = space.suggest(trial)
+        configs.append({**fixed, **trial.params})
+        study.tell(trial, 0.0)
+    return configs
+
+
+def stratified(labels, size: int, seed: int):
+    """Indices of a class-stratified sample of ``size`` (all when size is 0 or too large)."""
+    import numpy as np
+
+    if not size or size >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        take = max(1, round(size * len(idx) / len(labels)))
+        picked.append(rng.choice(idx, size=min(take, len(idx)), replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def train_one(job: dict) -> dict:
+    import torch
+
+    from fer_models import FER2013, Split, TrainConfig, fit, load_fer2013
+
+    torch.set_num_threads(1)
+    data = load_fer2013(job["data"]).without_private_test()
+    tr = stratified(data.train.labels, job["train_size"], seed=0)
+    pu = stratified(data.public_test.labels, job["public_size"], seed=1)
+    subset = FER2013(Split(data.train.images[tr], data.train.labels[tr]),
+                     Split(data.public_test.images[pu], data.public_test.labels[pu]), None, data.source)
+    cfg = TrainConfig.from_dict({**job["config"], "epochs": job["epochs"], "threads": 1,
+                                 "device": "cpu", "seed": 0})
+    t0 = time.time()
+    try:
+        history = fit(cfg, subset).history
+        error = ""
+    except Exception as e:  # a config that diverges is a row of the table too
+        history, error = [], f"{type(e).__name__}: {e}"
+    epochs = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in m.items() if k in KEPT}
+              for m in history]
+    return {"index": job["index"], "config": job["config"], "epochs": epochs, "error": error,
+            "fidelity": {"train_size": len(tr), "public_size": len(pu), "epochs": job["epochs"],
+                         "data": Path(job["data"]).name},
+            "seconds": round(time.time() - t0, 1)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", default=str(REPO / "spaces" / "wide.yaml"))
+    parser.add_argument("--data", default=str(DATA_DIR / "fer2013.csv.gz"))
+    parser.add_argument("--configs", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--train-size", type=int, default=6000, help="0: all of Training")
+    parser.add_argument("--public-size", type=int, default=1800, help="0: all of PublicTest")
+    parser.add_argument("--seed", type=int, default=0, help="the QMC sampler's seed")
+    parser.add_argument("--processes", type=int, default=2, help="1-thread trainings at once")
+    parser.add_argument("--out", default=str(REPO / "bench" / "fer-table.jsonl"))
+    parser.add_argument("--resume", action="store_true", help="skip configs already in --out")
+    parser.add_argument("--rerun-from", help="train configs of this table instead of proposing")
+    parser.add_argument("--pick", type=int, default=6,
+                        help="--rerun-from: this many configs spread over its final accuracies")
+    args = parser.parse_args(argv)
+    from fer_models import load_fer2013
+
+    load_fer2013(args.data)  # parse once and cache before the workers read it
+    if args.rerun_from:
+        rows = [json.loads(line) for line in Path(args.rerun_from).read_text().splitlines() if line]
+        rows = sorted((r for r in rows if r["epochs"]), key=lambda r: r["epochs"][-1]["val_accuracy"])
+        step = max(1, (len(rows) - 1) / max(args.pick - 1, 1))
+        chosen = [rows[min(round(i * step), len(rows) - 1)] for i in range(args.pick)]
+        configs = {r["index"]: r["config"] for r in chosen}
+    else:
+        configs = dict(enumerate(propose(args.space, args.configs, args.seed)))
+    out = Path(args.out)
+    done = set()
+    if args.resume and out.exists():
+        done = {json.loads(line)["index"] for line in out.read_text().splitlines() if line}
+    elif out.exists():
+        sys.exit(f"error: {out} exists; --resume extends it, or give another --out")
+    jobs = [{"index": i, "config": c, "data": args.data, "epochs": args.epochs,
+             "train_size": args.train_size, "public_size": args.public_size}
+            for i, c in configs.items() if i not in done]
+    print(f"{len(jobs)} configs to train ({len(done)} already in {out}), {args.epochs} epochs, "
+          f"train {args.train_size or 'all'}, PublicTest {args.public_size or 'all'}, "
+          f"{args.processes} at a time", flush=True)
+    t0 = time.time()
+    with mp.get_context("spawn").Pool(args.processes) as pool, out.open("a") as f:
+        for n, row in enumerate(pool.imap_unordered(train_one, jobs), 1):
+            f.write(json.dumps(row, separators=(",", ":")) + "\n")
+            f.flush()
+            last = row["epochs"][-1]["val_accuracy"] if row["epochs"] else float("nan")
+            best = max((e["val_accuracy"] for e in row["epochs"]), default=float("nan"))
+            print(f"[{n}/{len(jobs)} {(time.time() - t0) / 60:.1f} min] config {row['index']}: "
+                  f"last {last:.4f} best {best:.4f} in {row['seconds']:.0f} s "
+                  f"{row['error'] or ''}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

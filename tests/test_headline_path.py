@@ -1,0 +1,74 @@
+"""The headline path end to end at tiny size: spaces/cpu.yaml as shipped (tpe_quick, a time
+budget, two trials at once, keep_best, two retrain seeds, ensemble_seeds, TTA), with only the
+epochs, the budget and the data shrunk. A real local Ray, Optuna, timm; the study read back."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from search.experiment_folder import ExperimentFolder
+from tests.conftest import SMALL_NAME, data_file
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def headline(tmp_path_factory, fer_cache_dir):
+    space = yaml.safe_load((REPO / "spaces" / "cpu.yaml").read_text())
+    shipped = {k: space["search"][k] for k in ("sampler", "max_concurrent")}
+    space["params"]["epochs"] = 2
+    space["retrain"]["epochs"] = 1
+    space["search"]["time_budget_minutes"] = 0.75  # cuts trials mid-run: the study must close them
+    folder = tmp_path_factory.mktemp("headline")
+    path = folder / "cpu-tiny.yaml"
+    path.write_text(yaml.safe_dump(space))
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.run", str(path), "--data", str(data_file(SMALL_NAME)),
+         "--output", str(folder / "results"), "--name", "cpu-tiny"],
+        cwd=REPO, capture_output=True, text=True, timeout=900, env={**os.environ})
+    return proc, folder / "results" / "cpu-tiny", space, shipped
+
+
+def test_the_shipped_settings_are_the_ones_run(headline):
+    _, _, space, shipped = headline
+    assert shipped == {"sampler": "tpe_quick", "max_concurrent": 2}
+    assert space["retrain"]["seeds"] == [0, 1] and space["retrain"]["ensemble_seeds"]
+    assert space["retrain"]["tta"] and space["retrain"]["params"]["keep_best"]
+
+
+def test_the_headline_path_runs_and_reports_every_figure(headline):
+    proc, exp, _, _ = headline
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((exp / "summary.json").read_text())
+    metrics = json.loads((exp / "metrics.json").read_text())
+    assert summary["sampler"] == "tpe_quick" and summary["retrain_seeds"] == [0, 1]
+    assert "tta" in metrics and "ensemble" in metrics
+    assert summary["private_test_accuracy_sd"] is not None
+    assert summary["default_config"] and summary["vs_default"] is not None
+    assert proc.stdout.strip().splitlines()[-1].startswith("PrivateTest accuracy: ")
+
+
+def test_no_trial_is_left_running_in_the_study_and_its_objective_is_named(headline):
+    proc, exp, _, _ = headline
+    study = ExperimentFolder(exp).load_study()
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states, states
+    assert study.metric_names == ["val_accuracy"]
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
+    assert len(study.trials) >= len(trials)
+    cut = study.user_attrs.get("ended_by", {})
+    for number, reason in cut.items():  # a trial the budget cut says so, and is not COMPLETE
+        assert "time budget" in reason
+        assert study.trials[int(number)].state in (optuna.trial.TrialState.PRUNED,
+                                                   optuna.trial.TrialState.FAIL)
+    if cut:
+        assert "cut by the search's 0.75-minute time budget" in proc.stdout
