@@ -16,6 +16,8 @@ records the *final-horizon* PublicTest accuracy of the configuration the strateg
 the median and quartiles over the replays, the budget at which the median comes within ``--gap``
 points of the table's best final accuracy, and that budget against random search's.
 ``--plot`` draws the anytime curves; ``--csv`` writes every (strategy, replay, budget) point.
+``--plateau N ...`` also replays ``search.plateau_trials`` (the real ``search.plateau.PlateauStop``,
+fed as Tune feeds it): the budget it saves and the accuracy it costs.
 
 Not replayed: PBT and PB2, which change a trial's hyperparameters while it trains; a table of
 fixed-configuration curves has no curve for the mixture.
@@ -117,6 +119,7 @@ class Strategy:
     name: str
     sampler: str
     scheduler: Callable[[int, int], object] | None   # (horizon, seed) -> a Ray scheduler, or None
+    default_first: bool = False   # the space's default configuration as trial 1, as search.run does
 
 
 def asha(grace: int = 1, rf: int = 3, brackets: int = 1, metric: str = METRIC):
@@ -140,6 +143,8 @@ STRATEGIES = {s.name: s for s in [
     Strategy("random+hyperband", "random", asha(brackets=3)),
     Strategy("tpe+hyperband", "tpe", asha(brackets=3)),          # BOHB-like: TPE + Hyperband
     Strategy("tpe+asha@3", "tpe", asha(grace=3)),                # first rung where ranks settle
+    Strategy("random+asha@3", "random", asha(grace=3)),
+    Strategy("tpe+asha@3+default", "tpe", asha(grace=3), default_first=True),
     Strategy("tpe+asha-loss", "tpe", asha(metric="val_loss")),   # rungs on PublicTest loss
     Strategy("gp+asha", "gp", asha()),   # a Gaussian process: ~100x TPE's cost per proposal
 ]}
@@ -149,9 +154,15 @@ DEFAULT_STRATEGIES = [name for name in STRATEGIES if name != "gp+asha"]
 # --- one replay --------------------------------------------------------------------------------
 
 def replay(strategy: Strategy, space: SearchSpace, table: Table, nearest: Nearest, seed: int,
-           budget_s: float, concurrency: int, grid_s: np.ndarray) -> np.ndarray:
+           budget_s: float, concurrency: int, grid_s: np.ndarray,
+           plateau=None, storage=None, first: list | None = None,
+           trace: list | None = None) -> tuple[np.ndarray, float]:
     """The final-horizon accuracy of the incumbent at each time of ``grid_s`` (nan before the
-    first result)."""
+    first result), and the time ``plateau`` (a ``search.plateau.PlateauStop``, fed every result
+    and finished trial as Tune feeds it) would have stopped the search (inf: never).
+    ``storage``: the Optuna storage of the study (a warm start seeds it first); ``first``: the
+    configurations to run first (else the strategy's); ``trace`` gets (trials started, final
+    accuracy of the pick) at every change of the pick."""
     import optuna
 
     from search.samplers import create_sampler
@@ -159,19 +170,28 @@ def replay(strategy: Strategy, space: SearchSpace, table: Table, nearest: Neares
     from ray.tune.schedulers import TrialScheduler
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if first is None and strategy.default_first:
+        first = [space.default_config()]
     searcher = PrunedAwareOptunaSearch(space=space.suggest, metric=METRIC, mode="max",
-                                       sampler=create_sampler(strategy.sampler, seed))
+                                       sampler=create_sampler(strategy.sampler, seed),
+                                       points_to_evaluate=first,
+                                       **(dict(study_name="fer-search", storage=storage)
+                                          if storage is not None else {}))
     scheduler = strategy.scheduler(table.horizon, seed) if strategy.scheduler else None
     events: list[tuple[float, int, str]] = []
     running: dict[str, tuple[int, int]] = {}   # trial id -> (table row, epochs done)
     incumbent: list[tuple[float, float]] = []  # (time, final accuracy of the pick)
     best_seen = -1.0
     counter = 0
+    plateau_at = math.inf
+
+    counter_started = 0
 
     def start(now: float) -> None:
-        nonlocal counter
+        nonlocal counter, counter_started
         trial_id = f"t{counter:05d}"
         counter += 1
+        counter_started += 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             config = searcher.suggest(trial_id)
@@ -194,7 +214,11 @@ def replay(strategy: Strategy, space: SearchSpace, table: Table, nearest: Neares
         if result[METRIC] > best_seen:
             best_seen = result[METRIC]
             incumbent.append((now, float(table.final[row])))
+            if trace is not None:
+                trace.append((counter_started, float(table.final[row])))
         searcher.on_trial_result(trial_id, result)
+        if plateau is not None:
+            plateau.on_trial_result(0, [], SimpleNamespace(trial_id=trial_id), result)
         decision = (scheduler.on_trial_result(None, SimpleNamespace(trial_id=trial_id), result)
                     if scheduler is not None else TrialScheduler.CONTINUE)
         if epoch == table.horizon or decision == TrialScheduler.STOP:
@@ -204,6 +228,10 @@ def replay(strategy: Strategy, space: SearchSpace, table: Table, nearest: Neares
                 searcher.on_trial_complete(trial_id, result)
             if scheduler is not None:
                 scheduler.on_trial_complete(None, SimpleNamespace(trial_id=trial_id), result)
+            if plateau is not None:
+                plateau.on_trial_complete(0, [], SimpleNamespace(trial_id=trial_id))
+                if plateau.stop_all() and math.isinf(plateau_at):
+                    plateau_at = now
             del running[trial_id]
             start(now)
         else:
@@ -213,7 +241,7 @@ def replay(strategy: Strategy, space: SearchSpace, table: Table, nearest: Neares
     times = np.array([t for t, _ in incumbent])
     values = np.array([v for _, v in incumbent])
     at = np.searchsorted(times, grid_s, side="right") - 1
-    return np.where(at >= 0, values[np.maximum(at, 0)], np.nan)
+    return np.where(at >= 0, values[np.maximum(at, 0)], np.nan), plateau_at
 
 
 # --- summary -----------------------------------------------------------------------------------
@@ -238,6 +266,16 @@ def main(argv=None) -> int:
     parser.add_argument("--gap", type=float, default=1.0, help="points below the table's best")
     parser.add_argument("--plot", help="write the anytime curves here (PNG)")
     parser.add_argument("--csv", help="write every (strategy, replay, budget) point here")
+    parser.add_argument("--plateau", type=int, nargs="+", default=[],
+                        help="also measure search.plateau_trials = N (each N given): the budget "
+                             "it saves and the accuracy it costs, against the full --budget")
+    parser.add_argument("--warm-start", action="store_true",
+                        help="also measure --warm-start: a search whose lr range ended at 3e-3, "
+                             "run for half the budget, seeds the study of a search of the full "
+                             "space; trials the warm search needs to reach the cold search's "
+                             "final pick, against the trials the cold one needed")
+    parser.add_argument("--plateau-gain", type=float, default=0.0,
+                        help="search.plateau_gain for --plateau (accuracy units)")
     args = parser.parse_args(argv)
     import ray  # noqa: F401  (Ray's schedulers import it; no Ray runtime is started)
 
@@ -252,10 +290,11 @@ def main(argv=None) -> int:
           f"{best:.4f}; target {target:.4f} ({args.gap} pt below); one budget unit = one "
           f"full-horizon training ({unit:.0f} s); {args.concurrency} trials at a time; "
           f"{args.replays} replays a strategy")
+    print_rank_settling(table)
     curves, rows, points = {}, [], []
     for name in args.strategies:
         runs = np.array([replay(STRATEGIES[name], space, table, nearest, seed, grid[-1],
-                                args.concurrency, grid) for seed in range(args.replays)])
+                                args.concurrency, grid)[0] for seed in range(args.replays)])
         curves[name] = runs
         med = np.nanmedian(runs, axis=0)
         units = grid * args.concurrency / unit
@@ -274,6 +313,10 @@ def main(argv=None) -> int:
         ratio = r["reach_units"] / base if math.isfinite(base) and math.isfinite(r["reach_units"]) else math.nan
         print(f"| {r['strategy']} | {r['reach_units']:.2f} | {ratio:.2f} | {r['share_reaching']:.0%} | "
               + " | ".join(f"{r[k]:.4f}" for k in list(r)[3:]) + " |")
+    if args.plateau:
+        print_plateau(args, space, table, nearest, grid)
+    if args.warm_start:
+        print_warm_start(args, space, table, nearest, grid)
     if args.csv:
         import pandas as pd
 
@@ -282,6 +325,106 @@ def main(argv=None) -> int:
     if args.plot:
         plot(curves, grid * args.concurrency / unit, best, target, args.plot)
     return 0
+
+
+def print_plateau(args, space: SearchSpace, table: Table, nearest: "Nearest",
+                  grid: np.ndarray) -> None:
+    """What the plateau rule saves and costs: per strategy and N, over the same replays (same
+    seeds, so the same trials), the share of --budget spent when it stops (the full budget when
+    it never does) and the final-horizon accuracy of the pick then, against the pick at the
+    full budget."""
+    from search.plateau import PlateauStop
+
+    print(f"\n| strategy | plateau_trials (gain {args.plateau_gain:g}) | replays it stopped | "
+          f"budget used, median | accuracy lost, median (pt) | p90 (pt) |")
+    print("|---|---|---|---|---|---|")
+    for name in args.strategies:
+        for n in args.plateau:
+            used, lost, stopped = [], [], 0
+            for seed in range(args.replays):
+                rule = PlateauStop(METRIC, "max", n, args.plateau_gain)
+                curve, at = replay(STRATEGIES[name], space, table, nearest, seed, grid[-1],
+                                   args.concurrency, grid, plateau=rule)
+                full = curve[-1]
+                if math.isfinite(at):
+                    stopped += 1
+                    i = max(int(np.searchsorted(grid, at, side="right")) - 1, 0)
+                    used.append(at / grid[-1])
+                    lost.append(100 * (full - curve[i]))
+                else:
+                    used.append(1.0)
+                    lost.append(0.0)
+            print(f"| {name} | {n} | {stopped / args.replays:.0%} | {np.median(used):.0%} | "
+                  f"{np.median(lost):.2f} | {np.percentile(lost, 90):.2f} |")
+
+
+def first_reaching(trace: list, value: float) -> float:
+    """Trials started when the pick first reached ``value`` (inf: never)."""
+    return next((n for n, v in trace if v >= value - 1e-12), math.inf)
+
+
+def print_warm_start(args, space: SearchSpace, table: Table, nearest: "Nearest",
+                     grid: np.ndarray) -> None:
+    """Warm start replayed with the real search.warm_start.frozen_trial and an Optuna study
+    seeded as ``--warm-start`` seeds it: per strategy, over the replays, the trials a warm search
+    needs to reach the final pick of a cold search of the same seed, against the cold one's."""
+    import dataclasses
+
+    import optuna
+
+    from search.experiment_folder import COMPLETED, FAILED, STOPPED_EARLY
+    from search.warm_start import frozen_trial
+
+    lr = space.params["lr"]
+    narrow = dataclasses.replace(space, params={**space.params,
+                                                "lr": dataclasses.replace(lr, high=3e-3)})
+    status = {optuna.trial.TrialState.COMPLETE: COMPLETED,
+              optuna.trial.TrialState.PRUNED: STOPPED_EARLY, optuna.trial.TrialState.FAIL: FAILED}
+    print("\n| strategy | warm / cold trials to the cold search's final pick, median | p75 | "
+          "warm searches reaching it | cold trials, median |")
+    print("|---|---|---|---|---|")
+    for name in args.strategies:
+        strategy = STRATEGIES[name]
+        ratios, cold_n = [], []
+        for seed in range(args.replays):
+            cold: list = []
+            replay(strategy, space, table, nearest, seed, grid[-1], args.concurrency, grid,
+                   trace=cold)
+            target = cold[-1][1]
+            earlier = optuna.storages.InMemoryStorage()
+            replay(strategy, narrow, table, nearest, 10_000 + seed, grid[-1] / 2,
+                   args.concurrency, grid, storage=earlier)
+            done = optuna.load_study(study_name="fer-search", storage=earlier).trials
+            seeded = optuna.storages.InMemoryStorage()
+            study = optuna.create_study(study_name="fer-search", storage=seeded,
+                                        direction="maximize")
+            study.add_trials([frozen_trial(space, {**space.fixed(), **t.params}, status[t.state],
+                                           t.value, dict(t.intermediate_values))
+                              for t in done if t.state in status])
+            complete = [t for t in done if t.state == optuna.trial.TrialState.COMPLETE]
+            first = [max(complete, key=lambda t: t.value).params] if complete else None
+            warm: list = []
+            replay(strategy, space, table, nearest, seed, grid[-1], args.concurrency, grid,
+                   storage=seeded, first=first, trace=warm)
+            cold_n.append(first_reaching(cold, target))
+            ratios.append(first_reaching(warm, target) / cold_n[-1])
+        finite = [r for r in ratios if math.isfinite(r)]
+        print(f"| {name} | {np.median(ratios):.2f} | "
+              f"{np.percentile(ratios, 75, method='higher'):.2f} | "
+              f"{len(finite) / len(ratios):.0%} | {np.median(cold_n):.0f} |")
+
+
+def print_rank_settling(table: Table) -> None:
+    """Spearman correlation, over the table's configs, of each epoch's PublicTest accuracy (and
+    loss) with the final epoch's accuracy: where a rung can judge what the horizon delivers."""
+    from scipy.stats import spearmanr
+
+    print("\n| epoch | Spearman(accuracy at epoch, final accuracy) | Spearman(-loss at epoch, final accuracy) |")
+    print("|---|---|---|")
+    for e in range(table.horizon - 1):
+        acc = spearmanr(table.accuracy[:, e], table.final).statistic
+        loss = spearmanr(-table.loss[:, e], table.final).statistic
+        print(f"| {e + 1} | {acc:.2f} | {loss:.2f} |")
 
 
 def plot(curves: dict, units: np.ndarray, best: float, target: float, path: str) -> None:

@@ -58,7 +58,7 @@ def make_surrogate(record: dict, epoch_s: float, checkpoint_bytes: int):
     curves = {curve_key(c["config"], record["grid"]): c["epochs"] for c in record["curves"]}
     grid = dict(record["grid"])
     payload = os.urandom(checkpoint_bytes)
-    finished_key, private_key = "trial_finished", "private_test_rows_seen"  # search.trainable's
+    finished_key = "trial_finished"  # search.trainable's
 
     def train_trial(config, data, threads=1, checkpoint=True, measure=False,
                     checkpoint_every_s=0.0):
@@ -80,7 +80,7 @@ def make_surrogate(record: dict, epoch_s: float, checkpoint_bytes: int):
         last_checkpoint = _time.monotonic()  # search.trainable.CheckpointPacer's rule
         for metrics in curve[start:]:
             _time.sleep(epoch_s)
-            result = {**metrics, finished_key: bool(metrics["final_epoch"]), private_key: 0,
+            result = {**metrics, finished_key: bool(metrics["final_epoch"]),
                       "node_id": node, **slot, "reported_at": _time.time()}
             if not checkpoint or _time.monotonic() - last_checkpoint < checkpoint_every_s:
                 tune.report(result)

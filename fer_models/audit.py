@@ -103,6 +103,26 @@ def duplicate_rows(data: FER2013):
         .reset_index(drop=True)
 
 
+def private_test_copies(data: FER2013) -> dict[str, int]:
+    """How many Training and PublicTest rows (what a search trains and ranks on) are
+    pixel-identical to a PrivateTest face: FER2013 has such cross-split copies, through which
+    PrivateTest can leak into selection; ``drop_cross_split_duplicates`` makes both 0.
+
+    >>> import numpy as np
+    >>> face = np.zeros((1, 48, 48), np.uint8)
+    >>> other = np.ones((2, 48, 48), np.uint8)
+    >>> data = FER2013(Split(np.concatenate([face, other]), np.zeros(3, np.int64)),
+    ...                Split(other, np.zeros(2, np.int64)), Split(face, np.zeros(1, np.int64)), "x")
+    >>> private_test_copies(data)
+    {'Training': 1, 'PublicTest': 0}
+    """
+    if data.private_test is None or not len(data.private_test):
+        return {"Training": 0, "PublicTest": 0}
+    held = _keys(data.private_test.images)
+    return {name: int(np.isin(_keys(s.images), held).sum()) if len(s) else 0
+            for name, s in (("Training", data.train), ("PublicTest", data.public_test))}
+
+
 def drop_cross_split_duplicates(data: FER2013) -> tuple[FER2013, dict]:
     """Remove Training rows pixel-identical to a PublicTest or PrivateTest image, and PublicTest
     rows identical to a PrivateTest image (PublicTest is trained on by a ``train_on_public``

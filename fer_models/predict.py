@@ -4,7 +4,8 @@ MODEL_DIR is a model folder or an ensemble folder written by the search. Any siz
 is converted the way FER2013 was made: grayscale, resized to 48x48. A larger photo (either side
 above 96 px) is first cropped to its largest face with OpenCV's bundled Haar cascade
 (``--face-crop auto``, needs ``pip install 'fer-search[face]'``); without a detection the whole
-image is used. Without images it scores a whole split of ``--data`` instead
+image is used and the output says so ("no face found" in the line, ``"face_found": false`` in
+``--json``); ``--face-crop on`` refuses such an image. Without images it scores a whole split of ``--data`` instead
 (``--usage PrivateTest``; ``--data`` defaults to ``$FER2013_CSV``, then ``data/fer2013.csv``).
 Exit code 2, with one line naming the file, for anything that is not a usable input.
 
@@ -18,6 +19,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,14 +39,26 @@ class FaceCropUnavailable(RuntimeError):
     """``face_crop="on"`` without OpenCV installed."""
 
 
+class LoadedFace(NamedTuple):
+    """An image file as the model sees it."""
+    face: np.ndarray        # (48, 48) uint8 grayscale
+    box: list[int] | None   # [x, y, w, h] the face was cropped from; None: the whole image
+    searched: bool          # a face detector looked at the image, whether or not it found one
+
+    @property
+    def no_face_found(self) -> bool:
+        return self.searched and self.box is None
+
+
 def load_face(path: str | Path, face_crop: str = "off") -> np.ndarray:
     """Read an image file as (48, 48) uint8 grayscale, FER2013-style (see :func:`load_face_info`)."""
     return load_face_info(path, face_crop)[0]
 
 
-def load_face_info(path: str | Path, face_crop: str = "auto") -> tuple[np.ndarray, list | None]:
-    """(48, 48) uint8 face and the face box ``[x, y, w, h]`` it was cropped from (None: the whole
-    image). ``face_crop``: "auto" (photos larger than 96 px, when OpenCV is installed), "on", "off"."""
+def load_face_info(path: str | Path, face_crop: str = "auto") -> LoadedFace:
+    """The (48, 48) uint8 face of an image file and where it came from. ``face_crop``: "auto"
+    (photos larger than 96 px, when OpenCV is installed), "on" (an image without a face is an
+    :class:`ImageInputError`), "off"."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -62,14 +76,17 @@ def load_face_info(path: str | Path, face_crop: str = "auto") -> tuple[np.ndarra
                 background = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(background, im)  # transparent -> white, not black
             im = im.convert("L")  # CMYK, RGB, I;16 ... -> 8-bit luminance
-            box = None
+            box, searched = None, False
             if face_crop == "on" or (face_crop == "auto" and max(im.size) > PHOTO_MIN_SIDE):
                 box = find_face(np.asarray(im), required=face_crop == "on")
+                searched = face_crop == "on" or _detector_available()
                 if box is not None:
                     im = im.crop(_widen(box, im.size))
+                elif face_crop == "on":
+                    raise ImageInputError(f"{path}: no face found (--face-crop on)")
             if im.size != (IMAGE_SIZE, IMAGE_SIZE):
                 im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8).copy(), box
+            return LoadedFace(np.asarray(im, dtype=np.uint8).copy(), box, searched)
     except (UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise ImageInputError(f"{path}: not a readable image ({e})") from None
     except OSError as e:
@@ -103,6 +120,16 @@ def find_face(gray: np.ndarray, required: bool = False) -> list[int] | None:
 
 
 _CASCADE = None
+
+
+def _detector_available() -> bool:
+    """OpenCV and its bundled cascade are installed (``auto`` searched the image)."""
+    try:
+        import cv2
+        _cascade(cv2)
+        return True
+    except (ImportError, AttributeError, FaceCropUnavailable):
+        return False
 
 
 def _cascade(cv2):
@@ -165,19 +192,25 @@ def main(argv: list[str] | None = None) -> int:
     except (ImageInputError, FaceCropUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    faces = np.stack([face for face, _ in loaded])
+    faces = np.stack([item.face for item in loaded])
     predictor = _load(model_dir)
     if predictor is None:
         return EXIT_BAD_INPUT
     probs = predictor.predict_proba(faces, tta=args.tta)
-    for path, (_, box), p in zip(args.images, loaded, probs):
+    for path, item, p in zip(args.images, loaded, probs):
         label = EMOTIONS[int(p.argmax())]
         if args.json:
-            print(json.dumps({"file": path, "emotion": label, "face": box,
+            print(json.dumps({"file": path, "emotion": label, "face": item.box,
+                              "face_found": None if not item.searched else item.box is not None,
                               "probabilities": {e: round(float(x), 6) for e, x in zip(EMOTIONS, p)}}))
         else:
             top = ", ".join(f"{e} {x:.2f}" for e, x in sorted(zip(EMOTIONS, p), key=lambda t: -t[1])[:3])
-            where = f" [face at {box}]" if box else ""
+            if item.box:
+                where = f" [face at {item.box}]"
+            elif item.no_face_found:
+                where = " [no face found: the whole image was used]"
+            else:
+                where = ""
             print(f"{path}: {label} ({top}){where}")
     return 0
 

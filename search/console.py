@@ -76,6 +76,7 @@ class ConsoleCallback(Callback):
         self.every = progress_every_s
         self.start = time.time()
         self.last_progress = 0.0
+        self.last_text = ""
         self.order: dict[str, int] = {}        # trial id -> the order it started in
         self.best: dict[str, float] = {}       # trial id -> best metric so far
         self.epochs: dict[str, int] = {}
@@ -127,6 +128,19 @@ class ConsoleCallback(Callback):
 
     def on_experiment_end(self, trials, **info):
         self._maybe_progress(trials, force=True)
+        line = self.budget_line(time.time() - self.start)
+        if line:
+            self.print(line)
+
+    def budget_line(self, elapsed: float) -> str | None:
+        """What the time budget cut, once it has run out: trials stopped while they ran and
+        trials never started (the progress line's "to start" would read as still to come)."""
+        if not self.time_budget_s or elapsed < self.time_budget_s:
+            return None
+        cut = sum(1 for t in self.order if t not in self.ended)
+        never = max(self.num_samples - len(self.order), 0)
+        return (f"search stopped by its {_minutes(self.time_budget_s)} time budget: {cut} "
+                f"trial(s) cut while running, {never} never started")
 
     # --- helpers --------------------------------------------------------------------------
     def _took(self, trial) -> str:
@@ -184,4 +198,7 @@ class ConsoleCallback(Callback):
         now = time.time()
         if force or now - self.last_progress >= self.every:
             self.last_progress = now
-            self.print(self.progress_line(trials))
+            text = self.progress_line(trials)
+            if text != self.last_text:  # the last trial's end and the search's end: one line
+                self.last_text = text
+                self.print(text)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -12,13 +14,16 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import FIFOScheduler
 
+from fer_models.audit import private_test_copies
 from fer_models.data import FER2013
 from fer_models.weights import CACHE_ENV, hub_cache_dir
 
-from .experiment_folder import (COMPLETED, CONFIG_PREFIX, FAILED, STOPPED_EARLY, STUDY_NAME,
-                                ExperimentFolder, config_columns, is_missing, write_json)
+from .experiment_folder import (COMPLETED, CONFIG_PREFIX, FAILED, INHERITED_COLUMN, STOPPED_EARLY,
+                                STUDY_NAME, ExperimentFolder, config_columns, is_missing,
+                                write_json)
 from .objectives import describe_constraints, feasible_mask, pareto_front
 from .outputs import trials_table, write_best_yaml
+from .plateau import PlateauStop
 from .report import log_retrain_tensorboard, write_report
 from .retrain import retrain_top
 from .scheduler import ResumableASHA
@@ -32,6 +37,8 @@ from .tensorboard_logs import write_hparams_experiment
 from .space import RUNG_METRICS, SearchSpace
 from .staging import ReleaseEndedTrials
 from .trainable import train_trial
+from .trial_names import trial_namer
+from .warm_start import seed_study
 
 
 class AllTrialsFailed(RuntimeError):
@@ -120,8 +127,18 @@ def build_trainable(space: SearchSpace, data: FER2013, resources: dict, trial_fn
     return tune.with_resources(trainable, resources)
 
 
+def first_points(space: SearchSpace, winner: dict | None = None) -> list[dict] | None:
+    """The trials every search starts with: a warm start's earlier winner, then the space's
+    default configuration (what the search bought is measured against it)."""
+    points = [p for p in (winner, space.default_config()) if p]
+    if len(points) == 2 and space.is_default(points[0]):
+        points = points[:1]
+    return points or None
+
+
 def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: dict,
-                verbose: int = 1, trial_fn=train_trial, reuse_actors: bool = True) -> tune.Tuner:
+                verbose: int = 1, trial_fn=train_trial, reuse_actors: bool = True,
+                plateau: PlateauStop | None = None, first: dict | None = None) -> tune.Tuner:
     """The Tuner of a search. ``reuse_actors``: a finished trial's process runs the next trial,
     which saves the next one's 4-5 s of importing torch and timm (bench/bench_scheduling.py).
     ``verbose``: 0 silent, 1 this project's lines (:mod:`search.console`), 2 Ray's output too."""
@@ -132,8 +149,7 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
         sampler=create_sampler(space.search.sampler, space.search.seed),
         study_name=STUDY_NAME, storage=ExperimentFolder(experiment).study_storage(),
         constraints=space.constraints,
-        # The space's default configuration first: what the search bought is measured against it
-        points_to_evaluate=[default] if (default := space.default_config()) else None)
+        points_to_evaluate=first_points(space, first))
     # Ray lets a scheduler have its own metric only when the TuneConfig names none: so the
     # search metric goes to the TuneConfig unless ASHA's rungs compare another one (or the
     # searcher has several).
@@ -158,7 +174,11 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
             max_epochs=space.max_epochs, scheduler=scheduler,
             time_budget_s=space.search.time_budget_minutes * 60 or None,
             searched=[name for name, p in space.params.items() if p.kind != "fixed"]))
+    if plateau is not None:  # a Callback to see trials finish, a Stopper to end the search
+        callbacks.append(plateau)
     callbacks.append(ReleaseEndedTrials())  # staging keeps only running trials (staging.py)
+    namer = trial_namer([name for name, p in space.params.items() if p.kind != "fixed"],
+                        space.default_config())
     return tune.Tuner(
         build_trainable(space, data, resources, trial_fn),
         tune_config=tune.TuneConfig(
@@ -166,7 +186,8 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
             mode=None if own_metric else space.mode,
             num_samples=space.search.num_samples,
             max_concurrent_trials=space.search.max_concurrent, reuse_actors=reuse_actors,
-            time_budget_s=space.search.time_budget_minutes * 60 or None),
+            time_budget_s=space.search.time_budget_minutes * 60 or None,
+            trial_name_creator=namer, trial_dirname_creator=namer),
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=str(experiment.parent),
             # Tune snapshots the whole experiment (every trial's state and the pickled searcher)
@@ -177,6 +198,7 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1 if space.search.exact_resume else 2),
             failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
+            stop=plateau,
             callbacks=callbacks,
             verbose=verbose if verbose >= 2 else 0))
 
@@ -184,10 +206,11 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
 def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, address=None,
                    num_cpus=None, verbose: int = 1, command: str = "", started: float | None = None,
                    resume: bool = False, retrain_only: bool = False,
-                   trial_fn=train_trial) -> dict:
+                   trial_fn=train_trial, warm_start=()) -> dict:
     """Run (or, with ``resume``, continue) the search in ``experiment``, then retrain and report.
 
     ``retrain_only`` skips the search and retrains the best trial of a finished one.
+    ``warm_start``: :class:`search.warm_start.Inherited` trials that enter the new study first.
     ``trial_fn`` is the Tune function each trial runs (default: :func:`train_trial`).
     """
     started = started or time.time()
@@ -205,38 +228,81 @@ def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, addre
           f"{f' (rungs on {space.search.rung_metric})' if space.search.rung_metric else ''}, "
           f"up to {space.max_epochs} epochs, {resources['cpu']} CPU / {resources['gpu']} GPU per trial\n"
           f"  watch it: tensorboard --logdir {experiment}", flush=True)
+    plateau_record = ExperimentFolder(experiment).plateau_json
+    plateau = (PlateauStop(space.metric, space.mode, space.search.plateau_trials,
+                           space.search.plateau_gain, record=plateau_record)
+               if space.search.plateau_trials else None)
+    search_started = time.time()
     if resume:
+        # The restored Tuner brings its own copy of the plateau rule and its counts; what it
+        # decides reaches plateau_record.
         tuner = tune.Tuner.restore(str(experiment),
                                    trainable=build_trainable(space, data, resources, trial_fn),
                                    resume_unfinished=True, resume_errored=False)
         results = tuner.get_results() if retrain_only else tuner.fit()
     else:
         write_hparams_experiment(experiment, space)
-        tuner = build_tuner(space, data, experiment, resources, verbose, trial_fn=trial_fn)
+        if warm_start:
+            seed_study(ExperimentFolder(experiment).study_storage(), STUDY_NAME, space, warm_start)
+        winner = next((got.winner for got in warm_start if got.winner), None)
+        tuner = build_tuner(space, data, experiment, resources, verbose, trial_fn=trial_fn,
+                            plateau=plateau, first=winner)
         results = tuner.fit()
-    end_study(space, experiment)
+    ended_by = search_end(space, results, time.time() - search_started, plateau_record, resume)
+    if ended_by.startswith("the plateau rule"):
+        print(f"search stopped: {ended_by}", flush=True)
+    if not retrain_only:  # a retrain of a finished search leaves its study as it ended
+        end_study(space, experiment, ended_by)
     return finish_experiment(space, data, experiment, results, command=command,
-                             started=started, resources=resources)
+                             started=started, resources=resources, ended_by=ended_by)
 
 
-def end_study(space, experiment: Path) -> None:
-    """Close the trials the search's end cut in the Optuna study (search/study_end.py)."""
+def search_end(space, results, seconds: float, plateau_record: Path, resume: bool) -> str:
+    """Why the search ended, for the console, summary.json and the Optuna study."""
+    if plateau_record.is_file() and len(results) < space.search.num_samples:
+        try:
+            return f"the plateau rule: {json.loads(plateau_record.read_text())['reason']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "the plateau rule"
     budget = space.search.time_budget_minutes
-    reason = f"the search's {budget:g}-minute time budget" if budget else "the search's end"
+    if budget and (seconds >= budget * 60 or len(results) < space.search.num_samples):
+        return f"its {budget:g}-minute time budget"
+    if len(results) >= space.search.num_samples:
+        return f"all {space.search.num_samples} trials run"
+    return "a resumed search's end" if resume else "the search's end"
+
+
+def end_study(space, experiment: Path, ended_by: str) -> None:
+    """Close the trials the search's end cut in the Optuna study (search/study_end.py)."""
+    reason = f"the search's end ({ended_by})"
     folder = ExperimentFolder(experiment)
     if not folder.journal.exists():
         return
-    closed = close_study(folder.load_study(), list(space.objectives), reason)
+    study = folder.load_study()
+    closed = close_study(study, list(space.objectives), reason)
+    # What was searched, for optuna-dashboard's readers: each value's distribution as written.
+    searched = {name: {k: v for k, v in dataclasses.asdict(p).items()
+                       if v is not None and k not in ("name", "log") or (k == "log" and v)}
+                for name, p in space.params.items() if p.kind != "fixed"}
+    if study.user_attrs.get("search_space") != searched:
+        study.set_user_attr("search_space", searched)
+    study.set_user_attr("search_ended_by", ended_by)
     if closed:
         print(f"{closed} trial(s) cut by {reason} before they finished: closed in the Optuna "
               "study (PRUNED with epochs, FAIL without)", flush=True)
 
 
 def finish_experiment(space, data, experiment: Path, results, *, command: str, started: float,
-                      resources: dict) -> dict:
+                      resources: dict, ended_by: str = "") -> dict:
     folder = ExperimentFolder(experiment)
     table = trials_table(results, space)
-    table.to_csv(folder.trials_csv, index=False)
+    written = table
+    if folder.inherited_csv.is_file() and folder.inherited_csv.stat().st_size > 1:
+        # A warm start: its earlier trials listed after the new ones.
+        written = pd.concat([table.assign(**{INHERITED_COLUMN: ""}),
+                             pd.read_csv(folder.inherited_csv, dtype={"trial_id": str})],
+                            ignore_index=True)
+    written.to_csv(folder.trials_csv, index=False)
     ok = table[table["status"] != FAILED]
     if ok.empty or ok["best_val_accuracy"].isna().all():
         reasons = "; ".join(f"{r.trial_id}: {r.error}" for r in table.itertuples())
@@ -281,6 +347,7 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
         "sampler": space.search.sampler, "seed": space.search.seed,
         "scheduler": space.search.scheduler, "metric": space.metric,
         "trials_requested": space.search.num_samples, "trials_run": int(len(table)),
+        "search_ended_by": ended_by,
         "trials_completed": int((table["status"] == COMPLETED).sum()),
         "trials_stopped_early": int((table["status"] == STOPPED_EARLY).sum()),
         "trials_failed": int((table["status"] == FAILED).sum()),
@@ -288,6 +355,9 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
         "best_trial": str(winner["trial_id"]),
         "best_public_test_accuracy": float(winner["best_val_accuracy"]),
         "default_config": space.default_config(), "vs_default": vs_default,
+        # Faces the trials trained or were ranked on that are copies of a PrivateTest face: the
+        # one way PrivateTest can reach selection (0 with search.drop_duplicates).
+        "private_test_copies": private_test_copies(data),
         "retrain_epochs": retrain["epochs"], "retrain_seeds": retrain["seeds"],
         "private_test_accuracy": metrics["accuracy"],
         "private_test_accuracy_mean": metrics["accuracy_mean"],

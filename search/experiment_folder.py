@@ -25,8 +25,10 @@ import pandas as pd
 
 from fer_models.textfiles import load_json, load_json_object
 
+from .trial_names import NAME_RE
+
 __all__ = ["COMPLETED", "STOPPED_EARLY", "FAILED", "STATUSES", "STUDY_NAME", "ExperimentFolder",
-           "config_of", "is_missing", "plain", "write_json"]
+           "INHERITED_COLUMN", "config_of", "is_missing", "plain", "write_json"]
 
 # A trial's status in trials.csv (and everywhere it is counted or drawn).
 COMPLETED = "completed"          # ran every epoch of its config (or the trainer's early stop)
@@ -37,6 +39,7 @@ STATUSES = (COMPLETED, STOPPED_EARLY, FAILED)
 STUDY_NAME = "fer-search"        # the Optuna study inside the journal file
 
 CONFIG_PREFIX = "config/"        # trials.csv: one column per config key
+INHERITED_COLUMN = "inherited_from"  # trials.csv: a warm start's earlier trial (its folder)
 
 
 class ExperimentFolder:
@@ -55,6 +58,8 @@ class ExperimentFolder:
     ENSEMBLE = "ensemble"            # the top-k members, with retrain.top_k > 1
     PARETO = "pareto.csv"            # retrain.pareto: each retrained front point, scored once
     RETRAIN_RUN = "retrain"          # TensorBoard run of the retrain
+    INHERITED = "inherited.csv"      # a warm start's earlier trials (search/warm_start.py)
+    PLATEAU = "plateau-stop.json"    # why the plateau rule stopped the search (search/plateau.py)
     HISTORY = "history.json"         # inside model/: the retrain's per-epoch metrics
     PROGRESS = "progress.csv"        # inside a trial folder: Ray's per-epoch results
     # Folders that are not Ray trial folders.
@@ -78,6 +83,8 @@ class ExperimentFolder:
     space_yaml = property(lambda self: self.path / self.SPACE)
     run_json = property(lambda self: self.path / self.RUN)
     journal = property(lambda self: self.path / self.JOURNAL)
+    inherited_csv = property(lambda self: self.path / self.INHERITED)
+    plateau_json = property(lambda self: self.path / self.PLATEAU)
     asha_rungs = property(lambda self: self.path / self.ASHA_RUNGS)
     report_md = property(lambda self: self.path / self.REPORT)
     model_dir = property(lambda self: self.path / self.MODEL)
@@ -94,11 +101,18 @@ class ExperimentFolder:
         return [n for n in names if not (self.path / n).is_file()]
 
     # --- reading ---------------------------------------------------------------------------
-    def read_trials(self) -> pd.DataFrame:
-        """trials.csv with trial ids kept as text (an id like ``31832772`` or ``12e4`` is no number)."""
-        table = pd.read_csv(self.trials_csv, dtype={"trial_id": str, "error": str},
+    def read_trials(self, inherited: bool = False) -> pd.DataFrame:
+        """trials.csv with trial ids kept as text (an id like ``31832772`` or ``12e4`` is no
+        number): this search's own trials, and with ``inherited`` also the rows a warm start
+        listed from earlier searches (``inherited_from`` names their folder)."""
+        table = pd.read_csv(self.trials_csv, dtype={"trial_id": str, "error": str,
+                                                    INHERITED_COLUMN: str},
                             keep_default_na=True)
         table["error"] = table["error"].fillna("")
+        if INHERITED_COLUMN in table:
+            table[INHERITED_COLUMN] = table[INHERITED_COLUMN].fillna("")
+            if not inherited:
+                table = table[table[INHERITED_COLUMN] == ""].reset_index(drop=True)
         return table
 
     def read_summary(self) -> dict:
@@ -118,23 +132,27 @@ class ExperimentFolder:
         return _read_json(self.model_dir / "config.json")
 
     def trial_dirs(self, trial_ids: Iterable[str]) -> dict[str, Path]:
-        """Ray's folder of each trial: ``<trainable>_<trial_id>_<counter>_<params>_<date>``."""
+        """The folder of each trial: ``t<counter>-<trial_id>_<values>`` (search/trial_names.py),
+        or Ray's own ``<trainable>_<trial_id>_<counter>_<params>_<date>`` in older folders."""
         folders = [p for p in sorted(self.path.iterdir())
                    if p.is_dir() and p.name not in self.NOT_TRIALS]
         found = {}
         for tid in trial_ids:
             for p in folders:
-                if f"_{tid}_" in p.name or p.name.endswith(f"_{tid}"):
+                if re.search(rf"[_-]{re.escape(tid)}(?:_|$)", p.name):
                     found[tid] = p
                     break
         return found
 
     @staticmethod
     def trial_counter(folder: Path, trial_id: str | None = None) -> int | None:
-        """The creation counter Tune puts after the trial id in the folder name (1, 2, ...);
-        without ``trial_id``, after whatever id the name holds (a trial that failed before its
-        first result has no id in its results)."""
+        """The creation counter in a trial folder's name (1, 2, ...); ``trial_id``, when given,
+        must be the id the name holds (a trial that failed before its first result has no id in
+        its results)."""
         name = Path(folder).name
+        ours = NAME_RE.match(name)
+        if ours:
+            return int(ours["number"]) if trial_id in (None, ours["trial_id"]) else None
         m = (re.search(rf"_{re.escape(trial_id)}_(\d+)(?:_|$)", name) if trial_id
              else re.match(r"[A-Za-z_]+?_[0-9a-f]{5,}_(\d+)", name))
         return int(m.group(1)) if m else None

@@ -14,7 +14,7 @@ from fer_models.weights import describe_weights
 from .experiment_folder import (COMPLETED, CONFIG_PREFIX, FAILED, STOPPED_EARLY,
                                 ExperimentFolder, plain)
 from .objectives import is_feasible
-from .trainable import FINISHED_KEY, PRIVATE_ROWS_KEY
+from .trainable import FINISHED_KEY
 
 
 def trials_table(results, space) -> pd.DataFrame:
@@ -44,7 +44,6 @@ def trials_table(results, space) -> pd.DataFrame:
             "default": space.is_default(r.config),
             "node_ip": (r.metrics or {}).get("node_ip", ""),
             "node_id": (r.metrics or {}).get("node_id", ""),
-            PRIVATE_ROWS_KEY: int(history.get(PRIVATE_ROWS_KEY, pd.Series([0])).max()),
             "weights": describe_weights(r.config.get("backbone", TrainConfig.backbone),
                                         bool(r.config.get("pretrained", False)),
                                         r.config.get("pretrained_file")),

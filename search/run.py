@@ -14,6 +14,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from fer_models.audit import drop_cross_split_duplicates, private_test_copies
 from fer_models.cli import DATA_ENV, DEFAULT_DATA, EXIT_BAD_INPUT, prog, resolve_data_path
 from fer_models.data import DataError, load_fer2013
 from fer_models.models import ModelConfigError
@@ -21,7 +22,9 @@ from fer_models.textfiles import InputFileError
 from fer_models.weights import CACHE_ENV, WeightsError
 
 from .experiment_folder import ExperimentFolder
-from .space import SpaceError, load_space
+from .resume_trust import UntrustedFolder, check_resume_trust
+from .warm_start import WarmStartError, inherited_rows, load_warm_start
+from .space import SpaceError, check_settings, load_space
 from .weights import require_cached
 
 EXIT_ALL_FAILED = 3   # every trial failed: nothing to retrain
@@ -49,8 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
                "  tensorboard --logdir results/            # watch trials while they run",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("space", nargs="?", help="search-space YAML file (see spaces/README.md)")
-    p.add_argument("--resume", metavar="DIR", help="continue the interrupted experiment in DIR "
-                   "(finished trials are kept; the same space, data and overrides are used)")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted experiment in DIR; "
+                   "finished trials are kept; the same space, data and overrides are used. It "
+                   "unpickles Ray Tune's state from DIR, so DIR and its state files must be "
+                   "yours and not writable by others (refused otherwise)")
+    p.add_argument("--warm-start", nargs="+", metavar="DIR",
+                   help="start a new search from the finished searches in DIR...: their trials "
+                        "that fit this space enter the Optuna study with their results, and "
+                        "the earlier winner runs first (nothing in DIR is changed)")
     p.add_argument("--retrain-only", action="store_true",
                    help="with --resume: skip the search, retrain its best trial and report")
     p.add_argument("--data", help=f"fer2013.csv(.gz) or image-folder root; default: the space's "
@@ -96,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     # 1. Everything that can be wrong with the input, before Ray or any compute starts.
     try:
         _check_numbers(args)
+        inherited = []
         if args.resume:
+            if args.warm_start:
+                raise UsageError("--warm-start starts a new search and --resume continues one: "
+                                 "give one of them")
             space, data_path, experiment = _prepare_resume(args)
         else:
             if not args.space:
@@ -115,25 +128,34 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"{experiment} already exists and is not empty; choose another "
                                  "--name, or continue it with --resume (results there are kept)")
             _check_writable(output)
+            if args.warm_start:
+                inherited = load_warm_start(args.warm_start, space, data_path)
         cache = _use_weights_cache(args, experiment)
         require_cached(space, cache)  # ImageNet weights: trials never download, so they must be here
         print(f"Loading {data_path} ...", flush=True)
         data = load_fer2013(data_path)
         data.require(SEARCH_NEEDS)
     except (SpaceError, DataError, ModelConfigError, UsageError, InputFileError,
-            WeightsError) as e:
+            WeightsError, WarmStartError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if space.search.drop_duplicates:
-        from fer_models.audit import drop_cross_split_duplicates
-
         data, dropped = drop_cross_split_duplicates(data)
         print(f"dropped faces that also appear in a held-out split: Training {dropped['Training']},"
               f" PublicTest {dropped['PublicTest']} (PrivateTest unchanged)", flush=True)
     print(f"data: Training {len(data.train)}, PublicTest {len(data.public_test)}, "
           f"PrivateTest {len(data.private_test)} (held out until the end)", flush=True)
+    copies = private_test_copies(data)
+    if any(copies.values()):
+        print(f"note: {copies['Training']} Training and {copies['PublicTest']} PublicTest faces are "
+              "pixel-identical to a PrivateTest face (--drop-duplicates removes them)", flush=True)
     if not args.resume:
         _record_run(experiment, space, data_path, args, argv)
+        if any(got.rows for got in inherited):
+            inherited_rows(inherited).to_csv(ExperimentFolder(experiment).inherited_csv,
+                                             index=False)
+    for got in inherited:
+        print(got.describe(), flush=True)
 
     # 2. The search. Ray's log deduplication masks the numbers in a line: the epoch lines of the
     # retrain's seeds, trained side by side, would read as repeats and all but one be hidden.
@@ -145,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run_experiment(space, data, experiment, address=args.address,
                                  num_cpus=args.cpus, verbose=args.verbose,
                                  command=_command_line(argv), started=started,
-                                 resume=bool(args.resume), retrain_only=args.retrain_only)
+                                 resume=bool(args.resume), retrain_only=args.retrain_only,
+                                 warm_start=inherited)
     except AllTrialsFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ALL_FAILED
@@ -198,6 +221,9 @@ def apply_overrides(space, overrides: dict) -> None:
         space.retrain.top_k = overrides["top_k"]
     if overrides.get("max_epochs") is not None:
         space.cap_epochs(overrides["max_epochs"])
+    given = [f"--{k.replace('_', '-')}" for k in OVERRIDES if overrides.get(k) not in (None, False)]
+    if given:  # the same rules as the file's values
+        check_settings(space, " ".join(given))
 
 
 def _record_run(experiment: Path, space, data_path: Path, args, argv) -> None:
@@ -207,6 +233,7 @@ def _record_run(experiment: Path, space, data_path: Path, args, argv) -> None:
     record = {"space_file": str(space.path), "data": str(Path(data_path).resolve()),
               "overrides": {k: getattr(args, k) for k in OVERRIDES},
               "address": args.address, "weights_cache": os.environ.get(CACHE_ENV) or None,
+              "warm_start": [str(Path(d).resolve()) for d in args.warm_start or []],
               "command": _command_line(argv)}
     folder.run_json.write_text(json.dumps(record, indent=2))
 
@@ -241,6 +268,10 @@ def _prepare_resume(args):
                          f"(no {folder.RUN})")
     if args.space:
         raise UsageError("--resume takes the space from the experiment folder; drop SPACE")
+    try:
+        check_resume_trust(experiment)
+    except UntrustedFolder as e:
+        raise UsageError(str(e)) from None
     record = folder.read_run()
     missing = [k for k in ("overrides", "data") if k not in record]
     if missing:

@@ -86,6 +86,9 @@ class SearchSettings:
     drop_duplicates: bool = False    # drop Training faces pixel-identical to a PublicTest/
                                      # PrivateTest one (see fer_models.audit)
     time_budget_minutes: float = 0.0  # >0: stop the search (running trials too) after this long
+    plateau_trials: int = 0          # >0: stop the search after this many finished trials in a
+    plateau_gain: float = 0.0        # row that beat the best by no more than plateau_gain
+                                     # (search/plateau.py)
 
 
 @dataclass
@@ -278,6 +281,7 @@ def load_space(path: str | Path) -> SearchSpace:
         raise SpaceError(f"{path}: expected a mapping with a 'params' section, got "
                          f"{type(raw).__name__}")
     err = lambda key, msg: SpaceError(f"{path}: {key}: {msg}")  # noqa: E731
+    _reject_non_finite(raw, "", err)
     _reject_unknown(raw, _SECTIONS, "", err)
     if not isinstance(raw.get("params"), dict) or not raw["params"]:
         raise err("params", "required: a mapping of TrainConfig fields to values or distributions")
@@ -305,12 +309,35 @@ def load_space(path: str | Path) -> SearchSpace:
                   "latency_ms: min}): there is no front to retrain")
     if retrain.pareto_max < 1:
         raise err("retrain.pareto_max", f"must be >= 1, got {retrain.pareto_max}")
+    if space.multi_objective and search.plateau_trials:
+        raise err("search.plateau_trials", "needs one objective: with several, no single best "
+                  "can stop improving")
     if space.multi_objective and search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
         raise err("search.sampler", f"{search.sampler} optimises one objective; with several "
                   f"use one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
     _check_backbones(space, err)
     _check_weight_files(space, err)
     return space
+
+
+def check_settings(space: SearchSpace, source: str) -> None:
+    """The search, resources and retrain rules again, after ``source`` (command-line
+    overrides) changed values: an override passes only what the file could hold."""
+    err = lambda key, msg: SpaceError(f"{source}: {key}: {msg}")  # noqa: E731
+    _check_settings(space.search, space.resources, space.retrain, err)
+
+
+def _reject_non_finite(value, key: str, err) -> None:
+    """NaN and infinities anywhere in the file (YAML's .nan, .inf): every comparison a rule
+    makes with NaN is false, so a rule would let it through."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise err(key or "(top level)", f"{value} is not a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _reject_non_finite(v, f"{key}.{k}" if key else str(k), err)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _reject_non_finite(v, f"{key}[{i}]", err)
 
 
 def _reject_unknown(mapping: dict, known, prefix: str, err) -> None:
@@ -372,6 +399,10 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
         raise err("search.time_budget_minutes", "must be >= 0 (0 = no budget)")
     if search.max_failures < 0:
         raise err("search.max_failures", "must be >= 0")
+    if search.plateau_trials < 0:
+        raise err("search.plateau_trials", "must be >= 0 (0 = no plateau stop)")
+    if search.plateau_gain < 0:
+        raise err("search.plateau_gain", "must be >= 0 (in the metric's units)")
     if search.checkpoint_every_s < 0:
         raise err("search.checkpoint_every_s", "must be >= 0 (0 = a checkpoint every epoch)")
     for key in ("cpus_per_trial", "gpus_per_trial"):
@@ -388,6 +419,8 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
         raise err("retrain.seeds", f"must be a non-empty list of integers, got {retrain.seeds!r}")
     for seed in retrain.seeds:  # each becomes a TrainConfig seed: the field's own rule
         _check_value("retrain.seeds", "seed", seed, err)
+    if len(set(retrain.seeds)) != len(retrain.seeds):  # the same run twice: a false spread
+        raise err("retrain.seeds", f"a seed is given twice in {retrain.seeds!r}")
     if retrain.epochs:
         _check_value("retrain.epochs", "epochs", retrain.epochs, err)
     own = {"epochs": "retrain.epochs", "seed": "retrain.seeds",

@@ -17,6 +17,8 @@ Example:
 """
 from __future__ import annotations
 
+import warnings
+
 __all__ = ["close_study"]
 
 
@@ -35,5 +37,7 @@ def close_study(study, metric_names: list[str], reason: str) -> int:
     if running:
         study.set_user_attr("ended_by", ended_by)
     if study.metric_names != list(metric_names):
-        study.set_metric_names(list(metric_names))
+        with warnings.catch_warnings():  # "experimental": a note for Optuna's users, not ours
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(metric_names))
     return len(running)

@@ -1,25 +1,27 @@
 """TensorBoard event files the search writes beside Ray's: the retrain run, and what the HParams
 dashboard needs to list and filter every trial.
 
-What Ray 2.60 writes itself (``TBXLoggerCallback``, one events file per ``train_trial_*/``):
+What Ray 2.60 writes itself (``TBXLoggerCallback``, one events file per trial folder):
 every numeric result key as a scalar ``ray/tune/<key>`` at step ``training_iteration``, and, only
 when a trial ends *with at least one result*, an hparams session (``_hparams_/session_start_info``
 + ``session_end_info``, always ``STATUS_SUCCESS``) plus an ``_hparams_/experiment`` tag describing
 that one trial (no domains; list values dropped). TensorBoard uses the first ``experiment`` tag it
 finds, so the dashboard's columns come from one trial; with the fast (Rust) loader, the default,
 which one is random, whatever else is in the logdir. A trial that failed before its first epoch is
-not listed at all. ``search/tbx_callback.py`` is a drop-in logger without those two problems.
+not listed at all. ``search/tbx_callback.py`` replaces it: no such problems, and the scalars
+under this project's tags (:data:`EPOCH_TAGS`), not one ``ray/tune/`` curve per result key.
 
 Added here (every file ends in :data:`SUFFIX`, so rewriting replaces only our own files):
 
 * ``<experiment>/`` (run ``.``): one ``_hparams_/experiment`` for the whole search: every config key
   with its domain (choices, or the range seen), and the metrics below with readable names (the
   one TensorBoard shows when Ray's per-trial ones are absent, or with ``--load_fast=false``);
-* ``train_trial_*/``: ``search/best_val_accuracy`` (the selection metric, at the best epoch) and
-  ``search/status`` (0 completed, 1 stopped early by ASHA, 2 failed); an hparams session
+* each trial folder: ``PublicTest/best_accuracy`` (the selection metric, at the best epoch) and
+  ``search/status`` (0 completed, 1 stopped early by ASHA, 2 failed), again after the trial's
+  own live ones (search/tbx_callback.py), so a resumed or lost trial has them too; an hparams session
   (``STATUS_FAILURE`` when it failed) for a trial Ray wrote none for;
-* ``retrain/``: the winner's retrain under the same ``ray/tune/<key>`` tags (so it overlays the
-  trials), its PrivateTest figures (``private_test/*``), the confusion matrix as an image, and an
+* ``retrain/``: the winner's retrain under the trials' tags (:data:`EPOCH_TAGS`, so it overlays
+  them), its PrivateTest figures (``private_test/*``), the confusion matrix as an image, and an
   hparams session with its config.
 """
 from __future__ import annotations
@@ -32,33 +34,67 @@ from pathlib import Path
 from .experiment_folder import (COMPLETED, CONFIG_PREFIX, FAILED, STATUSES, ExperimentFolder,
                                 config_columns, config_of, is_missing, plain)
 
-RAY_PREFIX = "ray/tune/"          # TBXLoggerCallback: "/".join(["ray", "tune", key])
 SUFFIX = ".fer-report"            # our events files: events.out.tfevents.*.fer-report
-STATUS_CODES = {status: code for code, status in enumerate(STATUSES)}  # search/status scalar
-EPOCH_SCALARS = ("train_loss", "lr", "images_per_s", "val_loss", "val_accuracy", "val_macro_f1",
-                 "seconds", "epoch")
+# The tag of each per-epoch result key, trials and retrain alike (so their curves overlay),
+# grouped for a person: PublicTest first. Result keys not named here (Ray's counters and done
+# flags, row counts, EMA bookkeeping) are not written as curves.
+EPOCH_TAGS = {
+    "val_accuracy": "PublicTest/accuracy",
+    "val_loss": "PublicTest/loss",
+    "val_macro_f1": "PublicTest/macro_f1",
+    "train_loss": "train/loss",
+    "lr": "train/lr",
+    "images_per_s": "speed/images_per_s",
+    "seconds": "speed/epoch_seconds",
+    "params_m": "model/params_m",
+    "macs_m": "model/macs_m",
+    "latency_ms": "model/latency_ms",
+}
+BEST_TAG = "PublicTest/best_accuracy"   # the best epoch so far: the selection metric
+STATUS_TAG = "search/status"
+RUNNING = "running"                     # a trial's status until it ends
+STATUS_CODES = {status: code for code, status in enumerate((*STATUSES, RUNNING))}
 
 # (tag, display name, description, dataset) of the HParams dashboard's metric columns, in the
-# order shown: only what a person compares trials by (not Ray's bookkeeping scalars).
+# order shown: only what a person compares trials by. Each is written while the trial runs, so
+# every row is filled at any moment (search/tbx_callback.py).
 METRICS = (
-    ("search/best_val_accuracy", "PublicTest acc. (best epoch)",
-     "The selection metric: the trial's best PublicTest accuracy over its epochs.", "validation"),
-    (RAY_PREFIX + "val_accuracy", "PublicTest acc. (last epoch)", "", "validation"),
-    (RAY_PREFIX + "val_loss", "PublicTest loss (last epoch)", "", "validation"),
-    (RAY_PREFIX + "train_loss", "train loss (last epoch)", "", "training"),
-    (RAY_PREFIX + "epoch", "epochs run", "Fewer than the config's epochs: stopped by ASHA.", ""),
-    ("search/status", "status",
+    (BEST_TAG, "PublicTest acc. (best epoch)",
+     "The selection metric: the trial's best PublicTest accuracy over its epochs so far.",
+     "validation"),
+    (EPOCH_TAGS["val_accuracy"], "PublicTest acc. (last epoch)", "", "validation"),
+    (EPOCH_TAGS["val_loss"], "PublicTest loss (last epoch)", "", "validation"),
+    (EPOCH_TAGS["train_loss"], "train loss (last epoch)", "", "training"),
+    (STATUS_TAG, "status",
      ", ".join(f"{code} {status}" for status, code in STATUS_CODES.items()) + ".", ""),
 )
 # With objectives or constraints on what a model costs (search.objectives), also these.
 MEASURE_METRICS = (
-    (RAY_PREFIX + "params_m", "params (M)", "", ""),
-    (RAY_PREFIX + "macs_m", "MACs (M) per face", "", ""),
-    (RAY_PREFIX + "latency_ms", "latency (ms, batch 1, ONNX Runtime)",
+    (EPOCH_TAGS["params_m"], "params (M)", "", ""),
+    (EPOCH_TAGS["macs_m"], "MACs (M) per face", "", ""),
+    (EPOCH_TAGS["latency_ms"], "latency (ms, batch 1, ONNX Runtime)",
      "Median of 50 batch-1 runs on the CPU of the node that ran the trial.", ""),
     ("search/feasible", "feasible", "1: meets every constraint of the space (0: never the winner).",
      ""),
 )
+
+
+def epoch_scalars(result: dict, best: float | None = None) -> dict[str, float]:
+    """The scalars of one epoch's result under :data:`EPOCH_TAGS` (finite numbers only), and
+    :data:`BEST_TAG` when ``best`` (the best PublicTest accuracy so far) is given.
+
+    >>> epoch_scalars({"val_accuracy": 0.5, "done": False, "train_loss": float("nan"),
+    ...                "training_iteration": 3}, best=0.55)
+    {'PublicTest/accuracy': 0.5, 'PublicTest/best_accuracy': 0.55}
+    """
+    out = {}
+    for key, tag in EPOCH_TAGS.items():
+        value = result.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[tag] = float(value)
+    if best is not None and math.isfinite(best):
+        out[BEST_TAG] = float(best)
+    return out
 
 
 def metrics_for(measures: bool) -> tuple:
@@ -128,6 +164,14 @@ def write_events_file(run_dir: Path, summaries, *, stamp: int | None = None,
             w.write(event_pb2.Event(wall_time=now, summary=s).SerializeToString())
         w.flush()
     return path
+
+
+def scalar_summary(values: dict[str, float]):
+    """One Summary of scalars (``{tag: value}``) for :func:`write_events_file`."""
+    from tensorboard.compat.proto import summary_pb2
+
+    return summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(v))
+                                      for tag, v in values.items()])
 
 
 def _hparams_summary(tag: str, data):
@@ -201,7 +245,7 @@ def _experiment_summary(values: dict[str, list], space_params: dict, measures: b
                for tag, display, desc, ds in metrics_for(measures)]
     experiment = api_pb2.Experiment(
         name="FER2013 search", hparam_infos=infos, metric_infos=metrics,
-        description="Every trial of the search (train_trial_*) and the winner's retrain (retrain).",
+        description="Every trial of the search (t<n>-<id>_...) and the winner's retrain (retrain).",
         time_created_secs=time.time())
     from tensorboard.plugins.hparams import metadata
 
@@ -256,10 +300,12 @@ def write_hparams_overview(experiment: Path) -> dict[str, str]:
         try:
             epochs = int(row["epochs"]) if not is_missing(row["epochs"]) else 0
             if not is_missing(row.get("best_val_accuracy")):
-                writer.add_scalar("search/best_val_accuracy", float(row["best_val_accuracy"]),
-                                  global_step=int(row["best_epoch"]) or epochs or 1)
+                # At the last epoch, where the live series ends: an earlier step would read as a
+                # restart to TensorBoard's loader, which then drops the points after it.
+                writer.add_scalar(BEST_TAG, float(row["best_val_accuracy"]),
+                                  global_step=max(epochs, 1))
                 notes.append("best")
-            writer.add_scalar("search/status", STATUS_CODES.get(row["status"], STATUS_CODES[FAILED]),
+            writer.add_scalar(STATUS_TAG, STATUS_CODES.get(row["status"], STATUS_CODES[FAILED]),
                               global_step=max(epochs, 1))
             if "feasible" in row:
                 writer.add_scalar("search/feasible", float(bool(row["feasible"])),
@@ -294,13 +340,14 @@ def write_retrain_run(experiment: Path, figures: dict | None = None) -> Path:
     writer = _writer(run)
     try:
         last = 1
+        best = -math.inf
         for i, entry in enumerate(history, start=1):
             step = int(entry.get("epoch", i))
             last = step
-            for key, value in entry.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) \
-                        and math.isfinite(value):
-                    writer.add_scalar(RAY_PREFIX + key, value, global_step=step)
+            if isinstance(entry.get("val_accuracy"), (int, float)):
+                best = max(best, float(entry["val_accuracy"]))
+            for tag, value in epoch_scalars(entry, best if best > -math.inf else None).items():
+                writer.add_scalar(tag, value, global_step=step)
         if metrics:
             writer.add_scalar("private_test/accuracy", metrics["accuracy"], global_step=last)
             writer.add_scalar("private_test/macro_f1", metrics["macro_f1"], global_step=last)

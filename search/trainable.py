@@ -19,7 +19,6 @@ from fer_models.train import fit
 
 # Result keys the driver and the searcher read.
 FINISHED_KEY = "trial_finished"      # True on a trial's last epoch: it was not stopped early
-PRIVATE_ROWS_KEY = "private_test_rows_seen"  # PrivateTest rows in the data the trial was handed
 
 
 class CheckpointPacer:
@@ -67,10 +66,10 @@ def train_trial(config: dict, data: FER2013, threads: int = 1, checkpoint: bool 
 
     # Where the trial ran: several raylets can share one IP, so the node id, not node_ip.
     where = {"node_id": ray.get_runtime_context().get_node_id()}
-    # Counted, not assumed: the refusal above is the guard, this is the record in trials.csv.
-    private_rows = 0 if data.private_test is None else len(data.private_test)
-    seen = {PRIVATE_ROWS_KEY: private_rows, "train_rows": len(data.train),
-            "public_test_rows": len(data.public_test)}
+    # What the trial trained and was ranked on, in every result. PrivateTest cannot be here: the
+    # refusal above is the guard (tests/test_search_e2e.py); the figure that can show a leak is
+    # summary.json's private_test_copies (faces of these splits identical to a PrivateTest face).
+    seen = {"train_rows": len(data.train), "public_test_rows": len(data.public_test)}
 
     if measure:
         profile = profile_config(cfg, threads=max(int(threads), 1)).to_dict()

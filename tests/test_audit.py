@@ -106,3 +106,22 @@ def test_empty_splits_are_counted_not_crashed_on(tmp_path):
     new, dropped = drop_cross_split_duplicates(data)
     assert dropped == {"Training": 0, "PublicTest": 0} and len(new.train) == 5
     assert len(duplicate_rows(data)) == 0
+
+
+def test_private_test_copies_counts_each_planted_copy(small_data):
+    """The leak figure in summary.json: a PrivateTest face copied into Training and into
+    PublicTest is counted once in each; dropping cross-split duplicates makes both 0."""
+    from fer_models.audit import private_test_copies
+
+    before = private_test_copies(small_data)
+    face, label = small_data.private_test.images[:1], small_data.private_test.labels[:1]
+    planted = FER2013(
+        Split(np.concatenate([small_data.train.images, face]),
+              np.concatenate([small_data.train.labels, (label + 1) % 7])),
+        Split(np.concatenate([small_data.public_test.images, 255 - face, face]),
+              np.concatenate([small_data.public_test.labels, label, label])),
+        small_data.private_test, small_data.source)
+    expected = {"Training": before["Training"] + 1, "PublicTest": before["PublicTest"] + 1}
+    assert private_test_copies(planted) == expected
+    assert private_test_copies(drop_cross_split_duplicates(planted)[0]) == {"Training": 0,
+                                                                            "PublicTest": 0}

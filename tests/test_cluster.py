@@ -326,7 +326,7 @@ def test_outputs_are_in_the_output_path(multi_node_search):
     summary = json.loads((exp / "summary.json").read_text())
     assert summary["trials_run"] == 2 and summary["trials_failed"] == 0
     # The worker node's trial wrote its checkpoint straight to the (shared) output path.
-    trial_dirs = sorted(exp.glob("train_trial_*"))
+    trial_dirs = sorted(exp.glob("t[0-9]*-*"))
     assert len(trial_dirs) == 2
     for d in trial_dirs:
         assert list(d.glob("checkpoint_*")), f"no checkpoint in {d}"

@@ -84,3 +84,29 @@ def test_only_the_searched_params_are_printed():
 def test_format_config_rounds_floats_only():
     assert format_config({"lr": 1 / 3, "backbone": "resnet10t", "epochs": 3}) == \
         "lr=0.3333 backbone=resnet10t epochs=3"
+
+
+def test_a_time_budget_that_ran_out_says_what_it_cut():
+    cb, lines = console(time_budget_s=60.0)
+    a, b = trial("aaaa", lr=0.01), trial("bbbb", lr=0.02)
+    for t in (a, b):
+        cb.on_trial_start(0, [a, b], t)
+    a.last_result = {FINISHED_KEY: True}
+    cb.on_trial_complete(0, [a, b], a)
+    assert cb.budget_line(59.0) is None  # the search ended on its own: nothing was cut
+    cb.start -= 61.0
+    cb.on_experiment_end([a, b])
+    assert lines[-1] == ("search stopped by its 1.0 min time budget: 1 trial(s) cut while "
+                         "running, 2 never started")
+    assert sum(line == lines[-1] for line in lines) == 1
+
+
+def test_the_search_end_repeats_no_progress_line():
+    cb, lines = console()
+    a = trial("aaaa", lr=0.01)
+    cb.on_trial_start(0, [a], a)
+    a.last_result = {FINISHED_KEY: True}
+    a.status = "TERMINATED"
+    cb.on_trial_complete(0, [a], a)
+    cb.on_experiment_end([a])  # same state, same minute: nothing new to say
+    assert len(lines) == len(set(lines)) == 3, lines

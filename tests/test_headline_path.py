@@ -71,4 +71,9 @@ def test_no_trial_is_left_running_in_the_study_and_its_objective_is_named(headli
         assert study.trials[int(number)].state in (optuna.trial.TrialState.PRUNED,
                                                    optuna.trial.TrialState.FAIL)
     if cut:
-        assert "cut by the search's 0.75-minute time budget" in proc.stdout
+        assert "cut by the search's end (its 0.75-minute time budget)" in proc.stdout
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["search_ended_by"] in ("its 0.75-minute time budget", "all 16 trials run"), \
+        summary["search_ended_by"]
+    if "time budget" in summary["search_ended_by"]:  # the console says what it cut, once
+        assert proc.stdout.count("search stopped by its 0.8 min time budget: ") == 1

@@ -1,15 +1,14 @@
 """fer_models.models: the timm model factory."""
 from __future__ import annotations
 
-
 import pytest
+import timm
 import torch
 from torch import nn
 
 from fer_models.models import (NUM_CLASSES, HiddenHead, ModelConfigError, check_backbone,
                                create_model, min_input_size)
 
-timm = pytest.importorskip("timm")
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
 TINY = [name for name in ("resnet10t", "test_resnet", "test_efficientnet", "mobilenetv3_small_050")

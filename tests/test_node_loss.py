@@ -53,7 +53,7 @@ def raylet_pid(marker: str, node_id: str) -> int | None:
 
 def progress(exp: Path) -> dict[Path, pd.DataFrame]:
     out = {}
-    for p in exp.glob("train_trial_*/progress.csv"):
+    for p in exp.glob("t[0-9]*-*/progress.csv"):
         try:
             if p.stat().st_size:
                 out[p.parent] = pd.read_csv(p, dtype={"trial_id": str, "node_id": str})

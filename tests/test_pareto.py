@@ -202,6 +202,6 @@ def test_tensorboard_hparams_carry_the_measures(pareto_search):
     exp = metadata.parse_experiment_plugin_data(
         hparams_content(load_run(folder.path))[metadata.EXPERIMENT_TAG])
     assert [m.name.tag for m in exp.metric_infos] == [t for t, *_ in METRICS + MEASURE_METRICS]
-    trial = next(folder.path.glob("train_trial_*"))
-    assert "ray/tune/latency_ms" in load_run(trial).Tags()["scalars"]
+    trial = next(folder.path.glob("t[0-9]*-*"))
+    assert "model/latency_ms" in load_run(trial).Tags()["scalars"]
     assert "search/feasible" in load_run(trial).Tags()["scalars"]

@@ -86,7 +86,6 @@ def _photo_with_face(face: np.ndarray, at=(200, 120), side=160, canvas=(480, 360
 
 
 def test_face_crop_finds_the_face_in_a_photo(tmp_path):
-    pytest.importorskip("cv2")
     from fer_models.predict import find_face, load_face_info
     from tests.conftest import data_file
 
@@ -103,7 +102,8 @@ def test_face_crop_finds_the_face_in_a_photo(tmp_path):
     assert abs(x + w / 2 - 280) < 40 and abs(y + h / 2 - 200) < 40, box  # on the pasted face
     path = tmp_path / "photo.png"  # lossless: the file holds exactly the photo just searched
     photo.convert("RGB").save(path)
-    crop, got = load_face_info(path, "auto")
+    crop, got, searched = load_face_info(path, "auto")
+    assert searched
     assert got is not None and crop.shape == (48, 48)
     # The crop frames the pasted face (the square 200..360 x 120..280), not the whole photo.
     from fer_models.predict import _widen
@@ -111,18 +111,25 @@ def test_face_crop_finds_the_face_in_a_photo(tmp_path):
     left, top, right, bottom = _widen(got, photo.size)
     overlap = (min(right, 360) - max(left, 200)) * (min(bottom, 280) - max(top, 120))
     assert overlap / 160**2 > 0.8 and (right - left) * (bottom - top) < 3 * 160**2
-    whole, _ = load_face_info(path, "off")
+    whole = load_face_info(path, "off").face
     assert crop.std() > 2 * whole[:8].std(), "face detail, not the flat background"
 
 
 def test_face_crop_leaves_small_images_and_faceless_photos_whole(tmp_path, model_dir, capsys):
-    pytest.importorskip("cv2")
     from fer_models.predict import load_face_info
 
     small = _image(tmp_path / "small.png", "L", (48, 48), 80)
-    assert load_face_info(small, "auto")[1] is None, "a 48 px image is already a face crop"
+    loaded = load_face_info(small, "auto")
+    assert loaded.box is None and not loaded.searched, "a 48 px image is already a face crop"
     noise = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 400), dtype=np.uint8)).save(noise)
     assert main([str(model_dir), str(noise), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["face"] is None and record["emotion"] in EMOTIONS
+    assert record["face"] is None and record["face_found"] is False and record["emotion"] in EMOTIONS
+    assert main([str(model_dir), str(noise)]) == 0
+    assert "no face found: the whole image was used" in capsys.readouterr().out
+    assert main([str(model_dir), str(small)]) == 0, "a face crop is not searched: nothing to say"
+    assert "no face found" not in capsys.readouterr().out
+    assert main([str(model_dir), str(noise), "--face-crop", "on"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "noise.png: no face found" in err

@@ -46,7 +46,7 @@ def finished_trials(exp: Path) -> list:
 
 def trial_epochs(exp: Path) -> dict[str, int]:
     out = {}
-    for progress in exp.glob("train_trial_*/progress.csv"):
+    for progress in exp.glob("t[0-9]*-*/progress.csv"):
         rows = pd.read_csv(progress, dtype={"trial_id": str})
         out[str(rows.trial_id.iloc[0])] = len(rows)
     return out
@@ -198,7 +198,7 @@ params: {backbone: resnet10t, epochs: 3, batch_size: 128, lr: {loguniform: [1.0e
             assert time.time() < deadline, "no trial reported an epoch in time"
             started |= descendants(proc.pid)
             # One trial runs at a time (max_concurrent 1): the worker is the running trial's.
-            running = {p.parent: len(pd.read_csv(p, dtype={"trial_id": str})) for p in exp.glob("train_trial_*/progress.csv")
+            running = {p.parent: len(pd.read_csv(p, dtype={"trial_id": str})) for p in exp.glob("t[0-9]*-*/progress.csv")
                        if p.stat().st_size}
             running = {d: n for d, n in running.items() if 1 <= n < 3}
             if running:
@@ -231,3 +231,68 @@ params: {backbone: resnet10t, epochs: 3, batch_size: 128, lr: {loguniform: [1.0e
     assert list(after["epoch"]) == list(range(int(before["epoch"].max()) + 1, 4)), progress
     assert int(after["epoch"].iloc[0]) > 1
     assert (exp / "summary.json").exists()
+
+
+class _Planted:
+    """A pickle that, when loaded, leaves a marker file: proof it was unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.mark.parametrize("how", ["group-writable state file", "world-writable folder",
+                                 "someone else's state file", "symlinked state file"])
+def test_resume_never_unpickles_a_folder_others_could_write(tmp_path, capsys, how):
+    """A planted tuner.pkl in a folder another user could have written: refused before Ray
+    starts, with one line naming it; the pickle is never loaded and nothing is changed."""
+    import pickle
+
+    from search.run import main
+
+    exp = tmp_path / "someone-else"
+    exp.mkdir(mode=0o755)
+    (exp / "run.json").write_text(json.dumps({"overrides": {}, "data": str(tmp_path / "x.csv")}))
+    (exp / "space.yaml").write_text("name: x\nparams: {lr: 0.001}\n")
+    marker = tmp_path / "UNPICKLED"
+    state = exp / "tuner.pkl"
+    state.write_bytes(pickle.dumps(_Planted(marker)))
+    os.chmod(state, 0o644)
+    if how == "group-writable state file":
+        os.chmod(state, 0o664)
+    elif how == "world-writable folder":
+        os.chmod(exp, 0o777)
+    elif how == "someone else's state file":
+        if os.getuid() != 0:
+            pytest.skip("only root can give a file to another user")
+        os.chown(state, 65534, 65534)
+    else:
+        real = tmp_path / "elsewhere.pkl"
+        state.rename(real)
+        state.symlink_to(real)
+    before = {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file()}
+    assert main(["--resume", str(exp)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--resume unpickles" in err, err
+    assert (str(exp) if how == "world-writable folder" else "tuner.pkl") in err
+    assert not marker.exists()
+    assert {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file()} == before
+
+
+def test_resume_trusts_a_folder_only_its_owner_can_write(tmp_path):
+    from search.resume_trust import untrusted_state
+
+    exp = tmp_path / "mine"
+    (exp / "t001-abcd1234_default").mkdir(parents=True)
+    for p in (exp / "tuner.pkl", exp / "searcher-state-1.pkl", exp / "experiment_state-1.json",
+              exp / "t001-abcd1234_default" / "params.pkl"):
+        p.write_bytes(b"x")
+        os.chmod(p, 0o644)
+    os.chmod(exp, 0o755)
+    os.chmod(exp / "t001-abcd1234_default", 0o755)  # whatever the umask made it
+    assert untrusted_state(exp) == []
+    os.chmod(exp / "t001-abcd1234_default" / "params.pkl", 0o646)  # a trial's pickle counts too
+    assert [p.split(": ")[0] for p in untrusted_state(exp)] == [
+        str(exp / "t001-abcd1234_default" / "params.pkl")]

@@ -15,7 +15,7 @@ import pytest
 
 import yaml
 
-from fer_models.audit import drop_cross_split_duplicates
+from fer_models.audit import drop_cross_split_duplicates, private_test_copies
 from fer_models.checkpoint import load_model
 from fer_models.data import load_fer2013
 from search.experiment_folder import ExperimentFolder
@@ -116,18 +116,35 @@ def test_outputs_agree_with_each_other(smoke_run):
     assert cfg.keep_best is True
 
 
+def test_trial_folders_have_short_sortable_names(smoke_run):
+    """A trial's folder is also its TensorBoard run: t<n>-<id>_<values that differ from the
+    default>, in creation order, the default first."""
+    _, exp = smoke_run
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})  # in creation order
+    names = sorted(p.name for p in exp.glob("t[0-9]*-*") if p.is_dir())
+    assert len(names) == len(trials) >= 2, names
+    for number, (name, tid) in enumerate(zip(names, trials.trial_id), start=1):
+        assert name.startswith(f"t{number:04d}-{tid}_") and len(name) <= 90, (name, tid)
+    assert names[0].endswith("_default") and bool(trials["default"].iloc[0])
+    assert not names[1].endswith("_default")
+
+
 def test_private_test_never_reached_a_trial(smoke_run, small_csv):
     _, exp = smoke_run
     trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
-    assert (trials.private_test_rows_seen == 0).all()
-    data, dropped = drop_cross_split_duplicates(load_fer2013(small_csv))  # the run used --drop-duplicates
+    full = load_fer2013(small_csv)
+    data, dropped = drop_cross_split_duplicates(full)  # the run used --drop-duplicates
     assert f"Training {dropped['Training']}," in smoke_run[0].stdout
+    # The figure that could show a leak: faces the trials saw that are copies of PrivateTest ones.
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["private_test_copies"] == private_test_copies(data) == {"Training": 0,
+                                                                           "PublicTest": 0}
+    assert "private_test_rows_seen" not in trials  # a count that could only be 0: not evidence
     # Every per-epoch result of every trial says what it trained and validated on.
-    for progress in exp.glob("train_trial_*/progress.csv"):
+    for progress in exp.glob("t[0-9]*-*/progress.csv"):
         rows = pd.read_csv(progress, dtype={"trial_id": str})
         assert (rows.train_rows == len(data.train)).all()
         assert (rows.public_test_rows == len(data.public_test)).all()
-        assert (rows.private_test_rows_seen == 0).all()
 
 
 def test_trainable_refuses_private_test():
@@ -191,6 +208,12 @@ def test_the_study_names_its_objective_and_holds_no_running_trial(smoke_run):
     study = ExperimentFolder(exp).load_study()
     assert study.metric_names == ["val_accuracy"]
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+    # What was searched and why it ended travel with the study (optuna-dashboard shows them).
+    assert study.user_attrs["search_space"]["lr"] == {"kind": "loguniform", "low": 1.0e-4,
+                                                      "high": 3.0e-2}
+    assert set(study.user_attrs["search_space"]) == {"lr", "dropout", "weight_decay", "optimizer"}
+    summary = json.loads((exp / "summary.json").read_text())
+    assert study.user_attrs["search_ended_by"] == summary["search_ended_by"] == "all 4 trials run"
 
 
 def test_close_study_ends_cut_trials_in_a_journal(tmp_path):

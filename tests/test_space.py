@@ -76,6 +76,14 @@ BAD_SPACES = [
     ("top_level_list", "- a\n- b", "", "expected a mapping"),
     ("invalid_yaml", "params: {lr: [1, 2\n", "", "not valid YAML"),
     ("not_tunable_key", "params: {extra: 1}", "params.extra", "unknown key"),
+    # NaN and infinities: every comparison with NaN is false, so no bound check would catch it
+    ("nan_time_budget", "search: {time_budget_minutes: .nan}\nparams: {epochs: 1}", "search.time_budget_minutes", "not a finite number"),
+    ("nan_range_end", "params: {dropout: {uniform: [.nan, 0.5]}}", "params.dropout.uniform[0]", "not a finite number"),
+    ("inf_fixed_value", "params: {lr: .inf}", "params.lr", "not a finite number"),
+    ("nan_retrain_param", "retrain: {params: {erase_prob: .nan}}\nparams: {epochs: 1}", "retrain.params.erase_prob", "not a finite number"),
+    ("nan_default", "params: {lr: {loguniform: [1.0e-4, 1.0e-2], default: .nan}}", "params.lr.default", "not a finite number"),
+    ("duplicate_retrain_seed", "retrain: {seeds: [0, 1, 0]}\nparams: {epochs: 1}", "retrain.seeds", "given twice"),
+    ("negative_plateau", "search: {plateau_trials: -1}\nparams: {epochs: 1}", "search.plateau_trials", ">= 0"),
 ]
 
 
@@ -116,6 +124,23 @@ def test_missing_data_names_kaggle_and_flag(tmp_path, capsys):
     assert main([str(space), "--data", str(tmp_path / "fer2013.csv")]) == 2
     err = capsys.readouterr().err
     assert "fer2013.csv" in err and "Kaggle" in err and "--data" in err
+
+
+@pytest.mark.parametrize("flags,key", [
+    (["--seed", "-3"], "search.seed"),
+    (["--seed", "4294967296"], "search.seed"),
+    (["--retrain-epochs", "100001"], "retrain.epochs"),
+])
+def test_command_line_overrides_obey_the_rules_the_file_obeys(tmp_path, capsys, never_read,
+                                                              flags, key):
+    space = tmp_path / "s.yaml"
+    space.write_text(GOOD)
+    out = tmp_path / "results"
+    assert main([str(space), "--data", str(never_read), "--output", str(out), "--name", "x",
+                 *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and flags[0] in err and f": {key}: " in err, err
+    assert not ray.is_initialized() and not (out / "x").exists()
 
 
 def test_bad_cli_numbers_exit_2(tmp_path, capsys, never_read):
