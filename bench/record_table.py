@@ -11,9 +11,11 @@ training loss and seconds: metrics only, no pixels.
 
     .venv/bin/python bench/record_table.py --configs 64 --out bench/fer-table.jsonl
     .venv/bin/python bench/record_table.py --configs 96 --out bench/fer-table.jsonl --resume
-    # the same configs on the full data, to check how the table's fidelity ranks them:
+    # the same configs on the full data, to check how the table's fidelity ranks them, then
+    # their Spearman correlation (no training):
     .venv/bin/python bench/record_table.py --rerun-from bench/fer-table.jsonl --pick 6 \\
         --train-size 0 --public-size 0 --epochs 10 --out bench/fer-table-full.jsonl
+    .venv/bin/python bench/record_table.py --compare bench/fer-table.jsonl bench/fer-table-full.jsonl
 
 The schedule (cosine) spans ``--epochs``, so epoch e of a curve is not a run of e epochs: the
 replay reads the curve as a trial that ASHA or Hyperband stopped at epoch e, which is what it is.
@@ -54,6 +56,25 @@ def propose(space_path: str, n: int, seed: int) -> list[dict]:
         configs.append({**fixed, **trial.params})
         study.tell(trial, 0.0)
     return configs
+
+
+def compare(low_path: str, full_path: str) -> int:
+    """Print each config's final PublicTest accuracy in both tables and their Spearman rho."""
+    from scipy.stats import spearmanr
+
+    def finals(path):
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        return {r["index"]: r["epochs"][-1]["val_accuracy"] for r in rows if r["epochs"]}
+
+    low, full = finals(low_path), finals(full_path)
+    both = sorted(set(low) & set(full), key=lambda i: low[i])
+    print("| config | final accuracy, table fidelity | final accuracy, full data |")
+    print("|---|---|---|")
+    for i in both:
+        print(f"| {i} | {low[i]:.4f} | {full[i]:.4f} |")
+    rho = spearmanr([low[i] for i in both], [full[i] for i in both]).statistic
+    print(f"Spearman rho over {len(both)} configs: {rho:.2f}")
+    return 0
 
 
 def stratified(labels, size: int, seed: int):
@@ -114,13 +135,23 @@ def main(argv=None) -> int:
     parser.add_argument("--rerun-from", help="train configs of this table instead of proposing")
     parser.add_argument("--pick", type=int, default=6,
                         help="--rerun-from: this many configs spread over its final accuracies")
+    parser.add_argument("--compare", nargs=2, metavar=("LOW", "FULL"),
+                        help="no training: Spearman correlation of the configs both tables hold, "
+                             "final PublicTest accuracy at LOW's fidelity against FULL's")
+    parser.add_argument("--backbones", nargs="+",
+                        help="--rerun-from: pick among configs of these backbones only (the "
+                             "full data makes a slow backbone's 10 epochs take half an hour)")
     args = parser.parse_args(argv)
+    if args.compare:
+        return compare(*args.compare)
     from fer_models import load_fer2013
 
     load_fer2013(args.data)  # parse once and cache before the workers read it
     if args.rerun_from:
         rows = [json.loads(line) for line in Path(args.rerun_from).read_text().splitlines() if line]
-        rows = sorted((r for r in rows if r["epochs"]), key=lambda r: r["epochs"][-1]["val_accuracy"])
+        rows = sorted((r for r in rows if r["epochs"] and (not args.backbones or
+                                                          r["config"]["backbone"] in args.backbones)),
+                      key=lambda r: r["epochs"][-1]["val_accuracy"])
         step = max(1, (len(rows) - 1) / max(args.pick - 1, 1))
         chosen = [rows[min(round(i * step), len(rows) - 1)] for i in range(args.pick)]
         configs = {r["index"]: r["config"] for r in chosen}
