@@ -78,8 +78,7 @@ def load_face_info(path: str | Path, face_crop: str = "auto") -> LoadedFace:
             im = im.convert("L")  # CMYK, RGB, I;16 ... -> 8-bit luminance
             box, searched = None, False
             if face_crop == "on" or (face_crop == "auto" and max(im.size) > PHOTO_MIN_SIDE):
-                box = find_face(np.asarray(im), required=face_crop == "on")
-                searched = face_crop == "on" or _detector_available()
+                box, searched = _search_face(np.asarray(im), required=face_crop == "on")
                 if box is not None:
                     im = im.crop(_widen(box, im.size))
                 elif face_crop == "on":
@@ -96,13 +95,18 @@ def load_face_info(path: str | Path, face_crop: str = "auto") -> LoadedFace:
 def find_face(gray: np.ndarray, required: bool = False) -> list[int] | None:
     """The largest frontal face ``[x, y, w, h]`` in a grayscale image, or None. Without OpenCV:
     None, or :class:`FaceCropUnavailable` when ``required``."""
+    return _search_face(gray, required)[0]
+
+
+def _search_face(gray: np.ndarray, required: bool) -> tuple[list[int] | None, bool]:
+    """:func:`find_face`'s box, and whether a detector looked at the image at all."""
     try:
         import cv2
     except ImportError:
         if required:
             raise FaceCropUnavailable("face cropping needs OpenCV: pip install "
                                       "'opencv-python-headless<5' (or this project's [face] extra)")
-        return None
+        return None, False
     try:
         cascade = _cascade(cv2)
         side = min(gray.shape[:2])
@@ -112,24 +116,14 @@ def find_face(gray: np.ndarray, required: bool = False) -> list[int] | None:
         # An OpenCV build without the bundled cascades: "auto" uses the whole image.
         if required:
             raise FaceCropUnavailable(f"face cropping needs OpenCV's Haar cascade: {e}") from None
-        return None
+        return None, False
     if len(faces) == 0:
-        return None
+        return None, True
     x, y, w, h = max(faces, key=lambda f: int(f[2]) * int(f[3]))
-    return [int(x), int(y), int(w), int(h)]
+    return [int(x), int(y), int(w), int(h)], True
 
 
 _CASCADE = None
-
-
-def _detector_available() -> bool:
-    """OpenCV and its bundled cascade are installed (``auto`` searched the image)."""
-    try:
-        import cv2
-        _cascade(cv2)
-        return True
-    except (ImportError, AttributeError, FaceCropUnavailable):
-        return False
 
 
 def _cascade(cv2):

@@ -228,6 +228,13 @@ def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, addre
           f"{f' (rungs on {space.search.rung_metric})' if space.search.rung_metric else ''}, "
           f"up to {space.max_epochs} epochs, {resources['cpu']} CPU / {resources['gpu']} GPU per trial\n"
           f"  watch it: tensorboard --logdir {experiment}", flush=True)
+    # Faces the trials train or are ranked on that are copies of a PrivateTest face: the one way
+    # PrivateTest can reach selection (0 with search.drop_duplicates).
+    copies = private_test_copies(data)
+    if any(copies.values()):
+        print(f"note: {copies['Training']} Training and {copies['PublicTest']} PublicTest faces are "
+              "pixel-identical to a PrivateTest face (search.drop_duplicates removes them)",
+              flush=True)
     plateau_record = ExperimentFolder(experiment).plateau_json
     plateau = (PlateauStop(space.metric, space.mode, space.search.plateau_trials,
                            space.search.plateau_gain, record=plateau_record)
@@ -254,7 +261,8 @@ def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, addre
     if not retrain_only:  # a retrain of a finished search leaves its study as it ended
         end_study(space, experiment, ended_by)
     return finish_experiment(space, data, experiment, results, command=command,
-                             started=started, resources=resources, ended_by=ended_by)
+                             started=started, resources=resources, ended_by=ended_by,
+                             copies=copies)
 
 
 def search_end(space, results, seconds: float, plateau_record: Path, resume: bool) -> str:
@@ -293,7 +301,8 @@ def end_study(space, experiment: Path, ended_by: str) -> None:
 
 
 def finish_experiment(space, data, experiment: Path, results, *, command: str, started: float,
-                      resources: dict, ended_by: str = "") -> dict:
+                      resources: dict, ended_by: str = "",
+                      copies: dict | None = None) -> dict:
     folder = ExperimentFolder(experiment)
     table = trials_table(results, space)
     written = table
@@ -355,9 +364,7 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
         "best_trial": str(winner["trial_id"]),
         "best_public_test_accuracy": float(winner["best_val_accuracy"]),
         "default_config": space.default_config(), "vs_default": vs_default,
-        # Faces the trials trained or were ranked on that are copies of a PrivateTest face: the
-        # one way PrivateTest can reach selection (0 with search.drop_duplicates).
-        "private_test_copies": private_test_copies(data),
+        "private_test_copies": copies,
         "retrain_epochs": retrain["epochs"], "retrain_seeds": retrain["seeds"],
         "private_test_accuracy": metrics["accuracy"],
         "private_test_accuracy_mean": metrics["accuracy_mean"],

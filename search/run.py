@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from fer_models.audit import drop_cross_split_duplicates, private_test_copies
+from fer_models.audit import drop_cross_split_duplicates
 from fer_models.cli import DATA_ENV, DEFAULT_DATA, EXIT_BAD_INPUT, prog, resolve_data_path
 from fer_models.data import DataError, load_fer2013
 from fer_models.models import ModelConfigError
@@ -23,8 +23,8 @@ from fer_models.weights import CACHE_ENV, WeightsError
 
 from .experiment_folder import ExperimentFolder
 from .resume_trust import UntrustedFolder, check_resume_trust
-from .warm_start import WarmStartError, inherited_rows, load_warm_start
 from .space import SpaceError, check_settings, load_space
+from .warm_start import WarmStartError, inherited_rows, load_warm_start
 from .weights import require_cached
 
 EXIT_ALL_FAILED = 3   # every trial failed: nothing to retrain
@@ -145,10 +145,6 @@ def main(argv: list[str] | None = None) -> int:
               f" PublicTest {dropped['PublicTest']} (PrivateTest unchanged)", flush=True)
     print(f"data: Training {len(data.train)}, PublicTest {len(data.public_test)}, "
           f"PrivateTest {len(data.private_test)} (held out until the end)", flush=True)
-    copies = private_test_copies(data)
-    if any(copies.values()):
-        print(f"note: {copies['Training']} Training and {copies['PublicTest']} PublicTest faces are "
-              "pixel-identical to a PrivateTest face (--drop-duplicates removes them)", flush=True)
     if not args.resume:
         _record_run(experiment, space, data_path, args, argv)
         if any(got.rows for got in inherited):
