@@ -101,19 +101,19 @@ class ConsoleCallback(Callback):
             if better:
                 self.best[trial.trial_id] = float(value)
         self.epochs[trial.trial_id] = int(result.get("training_iteration", 0))
-        self._print_decisions()
-        self._maybe_progress(trials)
+        self.print_decisions()
+        self.maybe_progress(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._print_decisions()
+        self.print_decisions()
         epochs = self.epochs.get(trial.trial_id, 0)
         stopped = not (trial.last_result or {}).get(FINISHED_KEY, False)  # as trials.csv decides
         self.ended[trial.trial_id] = STOPPED_EARLY if stopped else COMPLETED
         what = f"stopped early after {epochs} epoch(s)" if stopped else COMPLETED
         best = self.best.get(trial.trial_id)
         score = f": PublicTest {self.metric} {best:.4f} (best epoch)" if best is not None else ""
-        self.print(f"trial {trial.trial_id} {what}{score}, {self._took(trial)}")
-        self._maybe_progress(trials, force=True)
+        self.print(f"trial {trial.trial_id} {what}{score}, {self.took(trial)}")
+        self.maybe_progress(trials, force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.ended[trial.trial_id] = FAILED
@@ -121,13 +121,13 @@ class ConsoleCallback(Callback):
         reason = error[-1] if error else "see its error.txt"
         self.print(f"trial {trial.trial_id} failed after {self.epochs.get(trial.trial_id, 0)} "
                    f"epoch(s): {reason[:200]}")
-        self._maybe_progress(trials, force=True)
+        self.maybe_progress(trials, force=True)
 
     def on_step_end(self, iteration, trials, **info):
-        self._maybe_progress(trials)
+        self.maybe_progress(trials)
 
     def on_experiment_end(self, trials, **info):
-        self._maybe_progress(trials, force=True)
+        self.maybe_progress(trials, force=True)
         line = self.budget_line(time.time() - self.start)
         if line:
             self.print(line)
@@ -143,10 +143,10 @@ class ConsoleCallback(Callback):
                 f"trial(s) cut while running, {never} never started")
 
     # --- helpers --------------------------------------------------------------------------
-    def _took(self, trial) -> str:
+    def took(self, trial) -> str:
         return _minutes(time.time() - self.started_at.get(trial.trial_id, time.time()))
 
-    def _print_decisions(self) -> None:
+    def print_decisions(self) -> None:
         decisions = getattr(self.scheduler, "decisions", None)
         while decisions:
             d = decisions.pop(0)
@@ -194,7 +194,7 @@ class ConsoleCallback(Callback):
             left = min(left, max(self.time_budget_s - elapsed, 0.0))
         return left
 
-    def _maybe_progress(self, trials, force: bool = False) -> None:
+    def maybe_progress(self, trials, force: bool = False) -> None:
         now = time.time()
         if force or now - self.last_progress >= self.every:
             self.last_progress = now

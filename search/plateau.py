@@ -43,7 +43,7 @@ class PlateauStop(Callback, Stopper):
         self.best_trial = ""
         self.since = 0                           # finished trials since the best improved
 
-    def _better(self, value: float, than: float) -> bool:
+    def better(self, value: float, than: float) -> bool:
         return value > than + self.gain if self.mode == "max" else value < than - self.gain
 
     # --- Callback: what the trials report ------------------------------------------------
@@ -56,7 +56,7 @@ class PlateauStop(Callback, Stopper):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         value = self.trial_best.get(trial.trial_id)
-        if value is not None and (self.best is None or self._better(value, self.best)):
+        if value is not None and (self.best is None or self.better(value, self.best)):
             self.best, self.best_trial, self.since = value, trial.trial_id, 0
         else:
             self.since += 1

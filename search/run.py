@@ -28,6 +28,7 @@ from .warm_start import WarmStartError, inherited_rows, load_warm_start
 from .weights import require_cached
 
 EXIT_ALL_FAILED = 3   # every trial failed: nothing to retrain
+EXIT_UNTESTED_LIBRARY = 4  # an installed Ray / Optuna changed what search.private_api relies on
 
 
 class UsageError(Exception):
@@ -139,6 +140,18 @@ def main(argv: list[str] | None = None) -> int:
             WeightsError, WarmStartError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    # Ray's log deduplication masks the numbers in a line: the epoch lines of the retrain's seeds,
+    # trained side by side, would read as repeats and all but one be hidden. (Read when ray is
+    # first imported, which is just below.)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    from .private_api import check as check_private_api
+
+    changed = check_private_api()
+    if changed:  # a search that would run, but differently from the one this project tests
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        print(f"error: {changed[0]}{more}; install the tested versions (pyproject.toml)",
+              file=sys.stderr)
+        return EXIT_UNTESTED_LIBRARY
     if space.search.drop_duplicates:
         data, dropped = drop_cross_split_duplicates(data)
         print(f"dropped faces that also appear in a held-out split: Training {dropped['Training']},"
@@ -153,10 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     for got in inherited:
         print(got.describe(), flush=True)
 
-    # 2. The search. Ray's log deduplication masks the numbers in a line: the epoch lines of the
-    # retrain's seeds, trained side by side, would read as repeats and all but one be hidden.
-    # (Read when ray is first imported, which is just below.)
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # 2. The search.
     from .experiment import AllTrialsFailed, ResourceError, run_experiment
 
     try:

@@ -59,7 +59,7 @@ def _gp(seed: int):
 
 
 def _nsga2(seed: int):
-    from .nsga2 import PicklableNSGAIISampler
+    from .private_api import PicklableNSGAIISampler
 
     # A genetic algorithm for several objectives; a small population so that a search of a few
     # dozen trials gets past its first generation.

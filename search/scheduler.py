@@ -14,7 +14,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.schedulers import TrialScheduler
+
+from .private_api import ASHAWithRungs
 
 
 @dataclass
@@ -28,50 +30,52 @@ class RungDecision:
     mode: str               # max | min: which side of the cutoff passes
 
 
-class ResumableASHA(ASHAScheduler):
+class ResumableASHA(ASHAWithRungs):
     def __init__(self, state_file: str | os.PathLike, **kwargs):
         super().__init__(**kwargs)
-        self._state_file = str(state_file)
+        self.state_file = str(state_file)
         self.decisions: list[RungDecision] = []
-        self._load()
+        self.load_rungs()
 
     def on_trial_result(self, tune_controller, trial, result):
-        pending = self._pending_rung(trial, result)
+        pending = self.pending_rung(trial.trial_id, result)
         decision = super().on_trial_result(tune_controller, trial, result)
         if pending is not None and trial.trial_id in pending[1]:  # judged at this rung now
             milestone, recorded, cutoff = pending
             self.decisions.append(RungDecision(
-                trial.trial_id, milestone, float(result[self._metric]),
-                None if cutoff is None else float(self._metric_op * cutoff),
-                decision == TrialScheduler.STOP, self._metric, self._mode))
-            bracket = self._brackets.index(self._trial_info[trial.trial_id])
-            self._append(bracket, milestone, trial.trial_id, recorded[trial.trial_id])
+                trial.trial_id, milestone, float(result[self.metric]),
+                None if cutoff is None else float(self.metric_sign * cutoff),
+                decision == TrialScheduler.STOP, self.metric, self.mode))
+            self.append_record(self.bracket_of(trial.trial_id), milestone, trial.trial_id,
+                               recorded[trial.trial_id])
         return decision
 
-    def _pending_rung(self, trial, result):
+    def pending_rung(self, trial_id: str, result: dict):
         """(milestone, its records, cutoff) of the rung this result will be judged at, if any."""
-        bracket = self._trial_info.get(trial.trial_id)
-        if bracket is None or self._time_attr not in result or self._metric not in result:
+        bracket = self.bracket_of(trial_id)
+        if bracket is None or self.time_attr not in result or self.metric not in result:
             return None
-        for milestone, recorded in bracket._rungs:  # descending, as _Bracket.on_result walks them
-            if trial.trial_id in recorded:
+        for milestone, recorded in self.bracket_rungs(bracket):  # highest first, as ASHA walks
+            if trial_id in recorded:
                 return None
-            if result[self._time_attr] >= milestone:
-                return milestone, recorded, bracket.cutoff(recorded)
+            if result[self.time_attr] >= milestone:
+                return milestone, recorded, self.rung_cutoff(bracket, recorded)
         return None
 
     def rungs(self) -> list[list[tuple[int, dict]]]:
-        return [[(m, dict(rec)) for m, rec in b._rungs] for b in self._brackets]
+        return [[(m, dict(rec)) for m, rec in self.bracket_rungs(b)]
+                for b in range(self.bracket_count())]
 
-    def _append(self, bracket: int, milestone: int, trial_id: str, value: float) -> None:
-        with open(self._state_file, "a") as f:
+    def append_record(self, bracket: int, milestone: int, trial_id: str, value: float) -> None:
+        with open(self.state_file, "a") as f:
             f.write(json.dumps([bracket, milestone, trial_id, value]) + "\n")
 
-    def _load(self) -> None:
-        saved = read_rungs(self._state_file)
-        for bracket, rungs in zip(self._brackets, saved):
+    def load_rungs(self) -> None:
+        saved = read_rungs(self.state_file)
+        for bracket, rungs in zip(range(self.bracket_count()), saved):
             by_milestone = {int(m): rec for m, rec in rungs}
-            bracket._rungs = [(m, dict(by_milestone.get(int(m), rec))) for m, rec in bracket._rungs]
+            self.set_bracket_rungs(bracket, [(m, dict(by_milestone.get(int(m), rec)))
+                                             for m, rec in self.bracket_rungs(bracket)])
 
     def __getstate__(self):  # pickled into tuner.pkl: keep it a plain object
         state = self.__dict__.copy()

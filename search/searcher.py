@@ -11,35 +11,36 @@ import logging
 import warnings
 
 import optuna
-from ray.tune.search.optuna import OptunaSearch
 
 from .objectives import constraint_values
+from .private_api import OptunaSearchWithTrials
 from .trainable import FINISHED_KEY
 
 logger = logging.getLogger(__name__)
 
 
-class PrunedAwareOptunaSearch(OptunaSearch):
+class PrunedAwareOptunaSearch(OptunaSearchWithTrials):
     """``constraints`` (a space's, :mod:`search.objectives`): set on each finished trial with
     ``Trial.set_constraint`` from the measures in its results, before the study is told."""
 
     def __init__(self, *args, constraints: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self._constraints = constraints or {}
+        self.constraints = constraints or {}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        if self._constraints and result and trial_id in self._ot_trials \
-                and trial_id not in self._completed_trials \
-                and all(name in result for name in self._constraints):
-            ot_trial = self._ot_trials[trial_id]
+        if self.constraints and result and self.optuna_trial(trial_id) is not None \
+                and not self.is_told(trial_id) \
+                and all(name in result for name in self.constraints):
+            ot_trial = self.optuna_trial(trial_id)
             try:
-                for key, value in constraint_values(self._constraints, result).items():
+                for key, value in constraint_values(self.constraints, result).items():
                     ot_trial.set_constraint(key, value)
             except Exception as exc:  # e.g. told already after a restore, or a NaN measure
                 logger.warning("could not set the constraints of trial %s: %s", trial_id, exc)
-        if error or not result or result.get(FINISHED_KEY, True) or trial_id in self._completed_trials:
+        if error or not result or result.get(FINISHED_KEY, True) or self.is_told(trial_id) \
+                or self.optuna_trial(trial_id) is None:
             return super().on_trial_complete(trial_id, result, error)
-        ot_trial = self._ot_trials[trial_id]
+        ot_trial = self.optuna_trial(trial_id)
         step = result.get("training_iteration")
         # Optuna keeps no intermediate values for several objectives: only the state is told.
         value = None if isinstance(self.metric, list) else result.get(self.metric)
@@ -48,8 +49,8 @@ class PrunedAwareOptunaSearch(OptunaSearch):
                 warnings.simplefilter("ignore")
                 ot_trial.report(value, step)
         try:
-            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+            self.study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
         except Exception as exc:  # e.g. the study was told already after a restore
             logger.warning("could not mark trial %s pruned: %s", trial_id, exc)
-        self._completed_trials.add(trial_id)
+        self.mark_told(trial_id)
 

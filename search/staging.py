@@ -23,20 +23,18 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
 from pathlib import Path
 
 import pyarrow.fs
 from ray.tune import Callback
+
+from .private_api import wait_for_tune_background_copies
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ReleaseEndedTrials"]
 
 FINAL = ("TERMINATED", "ERROR")
-# Tune's background copies run in threads named after their function (ray.train._internal.syncer
-# _BackgroundProcess: "Thread-N (entrypoint)"); they are the only such threads on the driver.
-COPY_THREAD_SUFFIX = "(entrypoint)"
 COPY_WAIT_S = 300.0
 
 
@@ -44,24 +42,24 @@ class ReleaseEndedTrials(Callback):
     """Upload an ended trial's staged folder to the experiment folder once, then delete it."""
 
     def __init__(self):
-        self._ended: list = []
-        self._first_step = True
+        self.ended: list = []
+        self.first_step = True
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info):
-        self._ended.append(trial)
+        self.ended.append(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info):
-        self._ended.append(trial)
+        self.ended.append(trial)
 
     def on_step_end(self, iteration: int, trials: list, **info):
-        if self._first_step:  # a resumed search: Tune re-creates every trial's staged folder
-            self._first_step = False
-            self._ended.extend(t for t in trials if t.status in FINAL and t not in self._ended)
-        ready = [t for t in self._ended if t.status in FINAL]
+        if self.first_step:  # a resumed search: Tune re-creates every trial's staged folder
+            self.first_step = False
+            self.ended.extend(t for t in trials if t.status in FINAL and t not in self.ended)
+        ready = [t for t in self.ended if t.status in FINAL]
         if not ready:
             return
-        self._ended = [t for t in self._ended if t.status not in FINAL]
-        _wait_for_background_copies()
+        self.ended = [t for t in self.ended if t.status not in FINAL]
+        wait_for_tune_background_copies(COPY_WAIT_S)
         for trial in ready:
             _release(trial)
 
@@ -70,12 +68,6 @@ class ReleaseEndedTrials(Callback):
 
     def __setstate__(self, state):
         self.__init__()
-
-
-def _wait_for_background_copies() -> None:
-    for thread in threading.enumerate():
-        if thread.name.endswith(COPY_THREAD_SUFFIX) and thread.is_alive():
-            thread.join(COPY_WAIT_S)
 
 
 def _release(trial) -> None:

@@ -30,11 +30,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ray.tune.logger import TBXLoggerCallback
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.utils import flatten_dict
 from tensorboardX.proto.summary_pb2 import Summary
 
+from .private_api import TBXWithTrialWriters
 from .experiment_folder import COMPLETED, FAILED, STOPPED_EARLY
 from .tensorboard_logs import (RUNNING, STATUS_CODES, STATUS_TAG, epoch_scalars, scalar_summary,
                                session_summaries, write_events_file)
@@ -43,21 +43,21 @@ from .trainable import FINISHED_KEY
 FLUSH_EVERY_S = 5.0
 
 
-class _ThrottledFlush:
+class ThrottledFlush:
     """A trial's SummaryWriter whose ``flush`` does the work at most every ``every_s`` seconds;
     everything else (``close`` included, which flushes) goes to the writer."""
 
     def __init__(self, writer, every_s: float):
-        self._writer, self._every, self._last = writer, every_s, time.monotonic()
+        self.writer, self.every_s, self.last = writer, every_s, time.monotonic()
 
     def flush(self):
         now = time.monotonic()
-        if now - self._last >= self._every:
-            self._last = now
-            self._writer.flush()
+        if now - self.last >= self.every_s:
+            self.last = now
+            self.writer.flush()
 
     def __getattr__(self, name):
-        return getattr(self._writer, name)
+        return getattr(self.writer, name)
 
 
 def _as_tbx(summary):
@@ -65,10 +65,10 @@ def _as_tbx(summary):
     return Summary.FromString(summary.SerializeToString())
 
 
-class SearchTBXLoggerCallback(TBXLoggerCallback):
+class SearchTBXLoggerCallback(TBXWithTrialWriters):
     def __init__(self):
         super().__init__()
-        self._best: dict = {}   # trial -> its best PublicTest accuracy so far
+        self.best_accuracy: dict = {}   # trial -> its best PublicTest accuracy so far
 
     def log_trial_start(self, trial):
         # The session start (and the "running" status) goes to a small file of its own, written
@@ -83,37 +83,34 @@ class SearchTBXLoggerCallback(TBXLoggerCallback):
         write_events_file(Path(trial.local_path), [start, running], stamp=int(now) - 1,
                           suffix=".session")
         super().log_trial_start(trial)
-        self._trial_writer[trial] = _ThrottledFlush(self._trial_writer[trial], FLUSH_EVERY_S)
+        self.set_trial_writer(trial, ThrottledFlush(self.trial_writer(trial), FLUSH_EVERY_S))
 
     def log_trial_result(self, iteration: int, trial, result: dict):
-        if trial not in self._trial_writer:
+        if not self.has_writer(trial):
             self.log_trial_start(trial)
         accuracy = result.get("val_accuracy")
         if isinstance(accuracy, (int, float)) and np.isfinite(accuracy):
-            self._best[trial] = max(self._best.get(trial, -np.inf), float(accuracy))
-        scalars = epoch_scalars(result, self._best.get(trial))
+            self.best_accuracy[trial] = max(self.best_accuracy.get(trial, -np.inf), float(accuracy))
+        scalars = epoch_scalars(result, self.best_accuracy.get(trial))
         if scalars:
             summary = Summary(value=[Summary.Value(tag=tag, simple_value=value)
                                      for tag, value in scalars.items()])
-            self._trial_writer[trial].file_writer.add_summary(summary, result[TRAINING_ITERATION])
-        self._trial_result[trial] = scalars  # what Ray keeps for the hparams at the end
-        self._trial_writer[trial].flush()
+            self.trial_writer(trial).file_writer.add_summary(summary, result[TRAINING_ITERATION])
+        self.set_trial_scalars(trial, scalars)
+        self.trial_writer(trial).flush()
 
     def log_trial_end(self, trial, failed: bool = False):
-        if trial in self._trial_writer:
+        if self.has_writer(trial):
             if failed:
                 status = FAILED
             else:
                 status = COMPLETED if (trial.last_result or {}).get(FINISHED_KEY, True) \
                     else STOPPED_EARLY
             step = int((trial.last_result or {}).get(TRAINING_ITERATION) or 0)
-            writer = self._trial_writer[trial].file_writer
+            writer = self.trial_writer(trial).file_writer
             writer.add_summary(Summary(value=[Summary.Value(
                 tag=STATUS_TAG, simple_value=float(STATUS_CODES[status]))]), step)
             _, end = session_summaries({}, "", FAILED if failed else COMPLETED, 0.0, time.time())
             writer.add_summary(_as_tbx(end))
-        self._best.pop(trial, None)
+        self.best_accuracy.pop(trial, None)
         super().log_trial_end(trial, failed)
-
-    def _try_log_hparams(self, trial, result):
-        pass  # the session is written above; the experiment tag by the driver

@@ -54,9 +54,9 @@ def train_trial(config: dict, data: FER2013, threads: int = 1, checkpoint: bool 
     if data.private_test is not None:  # the driver must strip it; refuse to run otherwise
         raise RuntimeError("PrivateTest must not be handed to search trials")
     torch.set_num_threads(max(int(threads), 1))
-    # Ray logs "Checkpoint successfully created at: <path>" per epoch per trial, in the worker;
-    # the driver's console already has one line per trial event.
-    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    # Ray Train's storage module logs "Checkpoint successfully created at: <path>" per epoch per
+    # trial, in the worker; the driver's console already has one line per trial event.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     cfg = TrainConfig.from_dict(config)
     resume_state = None
     ckpt = tune.get_checkpoint()

@@ -48,7 +48,7 @@ def test_rung_lines_for_a_minimised_metric_point_the_other_way():
     scheduler = SimpleNamespace(decisions=[RungDecision("c", 2, 1.2, 1.1, True, "val_loss", "min"),
                                            RungDecision("d", 2, 1.0, 1.1, False, "val_loss", "min")])
     cb, lines = console(scheduler=scheduler)
-    cb._print_decisions()
+    cb.print_decisions()
     assert lines == ["trial c rung 2 (epoch 2): val_loss 1.2000 > cutoff 1.1000, stopped",
                      "trial d rung 2 (epoch 2): val_loss 1.0000 <= cutoff 1.1000, continues"]
 
