@@ -135,8 +135,9 @@ def bench_space(args) -> dict:
     space["resources"] = {"cpus_per_trial": args.cpus_per_trial}
     space["search"].update(sampler=args.sampler, num_samples=args.trials, seed=args.seed,
                            max_concurrent=args.concurrent,
-                           grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-                           rung_metric=args.rung_metric,
+                           asha={"grace_period": args.grace_period,
+                                 "reduction_factor": args.reduction_factor,
+                                 "rung_metric": args.rung_metric},
                            checkpoint=False)  # neither run resumes; checkpoints only cost time
     return space
 
@@ -178,11 +179,20 @@ def main() -> None:
 
 
 def with_scheduler(space: dict, scheduler: str) -> dict:
-    return {**space, "search": {**space["search"], "scheduler": scheduler}}
+    """The space with ASHA (as designed) or without early stopping (``search.asha: false``)."""
+    if scheduler == "asha":
+        return space
+    return {**space, "search": {**space["search"], "asha": False}}
 
 
-# What ASHA alone reads: a run without early stopping is the same run whatever these are.
-ASHA_ONLY_KEYS = ("grace_period", "reduction_factor", "rung_metric")
+# What ASHA alone reads (and, in folders kept before search.asha, its keys then): a run without
+# early stopping is the same run whatever these are.
+ASHA_ONLY_KEYS = ("asha", "scheduler", "grace_period", "reduction_factor", "rung_metric")
+
+
+def asha_settings(search: dict) -> dict:
+    """A kept design's ASHA settings, in either schema."""
+    return search.get("asha") or {k: search[k] for k in ASHA_ONLY_KEYS[2:] if k in search}
 
 
 def reuse_full_run(source: Path, out: Path, full_space: dict, data: str) -> None:
@@ -214,7 +224,10 @@ def report(out: Path, walls: dict) -> None:
     """Both runs' figures, the per-config table, the synchronous replay and the RESULT line."""
     design = yaml.safe_load((out / "asha.yaml").read_text())
     search, params = design["search"], design["params"]
-    rung_metric = search.get("rung_metric") or design.get("metric", "val_accuracy")
+    asha_design = asha_settings(search)
+    objective = design.get("objectives", design.get("metric", "val_accuracy"))
+    rung_metric = asha_design.get("rung_metric") or \
+        (objective if isinstance(objective, str) else next(iter(objective)))
     (asha, asha_trials), (full, full_trials) = load(out, "asha"), load(out, "full")
     walls = {"asha": asha["wall_seconds"], "full": full["wall_seconds"], **walls}
     for name, s, wall in (("ASHA", asha, walls["asha"]), ("no early stopping", full, walls["full"])):
@@ -235,8 +248,8 @@ def report(out: Path, walls: dict) -> None:
     print(f"configs proposed by both runs: {matched} of {len(side)}")
 
     full_curves = curves(out / "full", full_trials["trial_id"])
-    rungs = (int(params["epochs"]), int(search["grace_period"]), int(search["reduction_factor"]),
-             rung_metric)
+    rungs = (int(params["epochs"]), int(asha_design["grace_period"]),
+             int(asha_design["reduction_factor"]), rung_metric)
     sync_epochs, sync_best = replay_synchronous_halving(full_curves, *rungs)
     print(f"synchronous successive halving, same rungs, replayed over the full run's curves: "
           f"{sync_epochs} epochs, best PublicTest {sync_best:.4f}")
@@ -247,8 +260,8 @@ def report(out: Path, walls: dict) -> None:
     ratio = asha["total_epochs"] / full["total_epochs"]
     gap = (full["best_public_test_accuracy"] - asha["best_public_test_accuracy"]) * 100
     print(f"RESULT sampler={search['sampler']} trials={search['num_samples']} "
-          f"epochs={params['epochs']} batch={params['batch_size']} grace={search['grace_period']} "
-          f"rf={search['reduction_factor']} rung_metric={rung_metric} "
+          f"epochs={params['epochs']} batch={params['batch_size']} grace={asha_design['grace_period']} "
+          f"rf={asha_design['reduction_factor']} rung_metric={rung_metric} "
           f"asha_epochs={asha['total_epochs']} full_epochs={full['total_epochs']} "
           f"epoch_ratio={ratio:.3f} matched={matched} "
           f"asha_best={asha['best_public_test_accuracy']:.4f} "

@@ -90,21 +90,12 @@ class Nearest:
     range (log for log ranges), a differing choice counting 1."""
 
     def __init__(self, space: SearchSpace, table: Table):
-        self.params = [p for p in space.params.values() if p.kind != "fixed"]
+        self.params = [p for p in space.params.values() if p.searched]
         self.table = np.array([self._encode(c) for c in table.configs])
-        self.choice = np.array([p.kind == "choice" for p in self.params])
+        self.choice = np.array([not p.is_range for p in self.params])
 
     def _encode(self, config: dict) -> list:
-        out = []
-        for p in self.params:
-            v = config.get(p.name, p.derived_default())
-            if p.kind == "choice":
-                out.append(p.value.index(v) if v in p.value else -1)
-            elif p.kind == "loguniform" or p.log:
-                out.append((math.log(v) - math.log(p.low)) / (math.log(p.high) - math.log(p.low)))
-            else:
-                out.append((v - p.low) / (p.high - p.low))
-        return out
+        return [p.unit(config.get(p.name, p.derived_default())) for p in self.params]
 
     def __call__(self, config: dict) -> int:
         x = np.array(self._encode(config))

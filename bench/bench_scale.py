@@ -110,11 +110,11 @@ def space_text(record: dict, trials: int, concurrency: int, sampler: str, reduct
     params = {k: v for k, v in record["base"].items()}
     params["epochs"] = len(record["curves"][0]["epochs"])
     params.update({k: {"choice": list(v)} for k, v in record["grid"].items()})
-    doc = {"name": "scale", "metric": "val_accuracy",
+    doc = {"name": "scale", "objectives": "val_accuracy",
            "search": {"sampler": sampler, "seed": 0, "num_samples": trials,
-                      "max_concurrent": concurrency, "scheduler": "asha", "grace_period": 1,
-                      "reduction_factor": reduction, "checkpoint": True,
-                      "exact_resume": False, "checkpoint_every_s": checkpoint_every_s},
+                      "max_concurrent": concurrency,
+                      "asha": {"grace_period": 1, "reduction_factor": reduction},
+                      "checkpoint": checkpoint_every_s or True, "exact_resume": False},
            "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
            "retrain": {"epochs": 1, "seeds": [0], "tta": False},
            "params": params}
@@ -661,7 +661,7 @@ def main(argv=None) -> int:
                        help="each surrogate epoch sleeps this long (a GPU epoch of FER2013: seconds)")
         p.add_argument("--checkpoint-kb", type=int, default=256, help="each checkpoint's size")
         p.add_argument("--checkpoint-every-s", type=float, default=0.0,
-                       help="search.checkpoint_every_s: a trial checkpoints at most this often "
+                       help="search.checkpoint: a trial checkpoints at most this often "
                             "(0: every epoch)")
         p.add_argument("--sampler", default="tpe")
         p.add_argument("--reduction-factor", type=int, default=2)

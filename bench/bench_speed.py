@@ -48,7 +48,7 @@ from fer_models.train import (build_ema, build_model, build_optimizer, seed_ever
 
 DATA_DIR = Path(os.environ.get("FER_DATA_DIR") or REPO.parent / "shared" / "data")
 HEADLINE = dict(backbone="resnet10t", input_size=48, batch_size=128, optimizer="adamw",
-                scheduler="cosine", warmup_epochs=0.5, ema_decay=0.999, cpu_bf16=True,
+                scheduler="cosine", warmup_epochs=0.5, ema_decay=0.999, precision="bf16",
                 lr=3e-3, weight_decay=0.05, dropout=0.1, label_smoothing=0.1, hflip=0.5,
                 translate=0.1, rotate=15.0, scale=0.15, erase_prob=0.5, device="cpu", threads=1)
 ARMS = {

@@ -90,7 +90,7 @@ class Runner:
         self.model = build_model(cfg, self.device)
         self.optimizer, _ = build_optimizer(cfg, self.model, steps_per_epoch=steps)
         self.loss_fn = torch.nn.CrossEntropyLoss()
-        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.use_amp = cfg.precision != "fp32" and self.device.type == "cuda"
         self.channels_last = cfg.channels_last  # as build_model / train_one_epoch
         self.generator = torch.Generator().manual_seed(cfg.seed)
         # (a) a few distinct pre-made float batches, already on the device
@@ -182,7 +182,7 @@ def make_loader(images, labels, cfg: TrainConfig, num_workers: int, pin: bool):
 def make_cfg(args, **overrides) -> TrainConfig:
     values = dict(backbone=args.backbone, input_size=args.input_size, in_chans=args.in_chans,
                   head_hidden=args.head_hidden, dropout=args.dropout, batch_size=args.batch_size,
-                  threads=args.threads, device=args.device, amp=args.amp,
+                  threads=args.threads, device=args.device, precision="auto" if args.amp else "fp32",
                   channels_last=args.channels_last, seed=0)
     values.update(overrides)
     return TrainConfig(**values)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import EXIT_BAD_INPUT, add_data_argument, prog, resolve_data_path
+from .cli import EXIT_BAD_INPUT, add_data_argument, error_line, prog, resolve_data_path
 from .data import EMOTIONS, FER2013, NUM_PIXELS, DataError, Split, load_fer2013
 
 SPLITS = ("Training", "PublicTest", "PrivateTest")
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         data_path = resolve_data_path(args.data)
         data = load_fer2013(data_path)
     except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     out = Path(args.output)
     try:

@@ -75,3 +75,21 @@ def resolve_data_path(cli: str | None, candidates: Iterable[tuple[str | None, st
             f"fer2013.csv: download it and pass --data PATH, set ${DATA_ENV}, or put it "
             f"at {DEFAULT_DATA}.")
     return path
+
+
+MAX_ERROR_CHARS = 400
+
+
+def error_line(error) -> str:
+    """``error: <message>`` as one short line: line breaks folded, an overlong message (a whole
+    value quoted back) cut in the middle, keeping its start (file, key) and its end (the hint).
+
+    >>> line = error_line("space.yaml: params.lr: must be [low, high], got " + "[1, 2] " * 200)
+    >>> len(line) <= MAX_ERROR_CHARS + 15, line[:40]
+    (True, 'error: space.yaml: params.lr: must be [l')
+    """
+    text = " ".join(str(error).split())
+    if len(text) > MAX_ERROR_CHARS:
+        text = f"{text[:MAX_ERROR_CHARS - 100]} ... {text[-95:]}"
+    return f"error: {text}"
+

@@ -8,6 +8,22 @@ from .augment import AugmentConfig
 from .validation import ConfigError, check_field
 
 
+# Fields of earlier versions and the field that holds the concept now (a space or flag that
+# names one is refused with this; config.json files written then are upgraded on reading).
+RENAMED_FIELDS = {"amp": "precision (auto: bf16 on CUDA; fp32: never)",
+                  "cpu_bf16": "precision (bf16: bf16 on the CPU too)"}
+
+
+def upgrade_fields(values: dict) -> dict:
+    """``values`` with earlier fields replaced by today's: amp + cpu_bf16 -> precision."""
+    if not any(k in values for k in RENAMED_FIELDS):
+        return values
+    values = dict(values)
+    amp, cpu_bf16 = values.pop("amp", True), values.pop("cpu_bf16", False)
+    values.setdefault("precision", "bf16" if cpu_bf16 else "auto" if amp else "fp32")
+    return values
+
+
 @dataclass
 class TrainConfig:
     """One training run. Field names are the keys of a search space's ``params``.
@@ -67,9 +83,9 @@ class TrainConfig:
     device: str = "auto"           # auto: cuda when available
     threads: int = 0               # torch intra-op threads; 0 = torch's default
     channels_last: bool = True     # NHWC on CUDA and CPU (CPU: resnet10t, InceptionV3 ~12% faster)
-    amp: bool = True               # bf16 autocast on CUDA
-    cpu_bf16: bool = False         # bf16 autocast in CPU training too: ~1.7x for resnet10t on a CPU
-                                   # with avx512_bf16 or AMX; ignored (fp32) on CPUs without them
+    precision: str = "auto"        # bf16 autocast in training: auto = on CUDA only; bf16 = on CUDA
+                                   # and on CPUs with avx512_bf16 or AMX (~1.7x for resnet10t; fp32
+                                   # on CPUs without them); fp32 = never. CPU evaluation is fp32
     small_map_convs: bool = True   # CPU: convs with an output map <= 3x3 run as one matmul, 2-5x
                                    # faster there than oneDNN's conv (bench/README.md#bench_speedpy)
     fused_optimizer: bool = True   # torch's fused AdamW / Adam / SGD kernel where timm's choice has one
@@ -111,7 +127,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from a mapping, refusing unknown keys (a typo must not be silently ignored)."""
+        """Build from a mapping, refusing unknown keys (a typo must not be silently ignored).
+        Fields of earlier versions (``amp``, ``cpu_bf16``) in a results folder's config.json
+        are read as the field that replaced them."""
+        values = upgrade_fields(values)
         known = set(cls.field_names())
         unknown = sorted(set(values) - known)
         if unknown:

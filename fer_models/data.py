@@ -31,6 +31,7 @@ import numpy as np
 
 from . import fast_csv
 from .constants import EMOTIONS, IMAGE_SIZE, NUM_PIXELS, REQUIRED_COLUMNS, SPLITS
+from .textfiles import require_regular_file
 
 __all__ = ["EMOTIONS", "SPLITS", "IMAGE_SIZE", "NUM_PIXELS", "REQUIRED_COLUMNS", "DataError",
            "Split", "FER2013", "load_fer2013"]
@@ -110,6 +111,8 @@ def load_fer2013(path: str | os.PathLike, cache_dir: str | os.PathLike | None = 
         raise DataError(f"{path}: no such file or folder. FER2013 comes from the Kaggle challenge "
                         "'Challenges in Representation Learning: Facial Expression Recognition' "
                         "(fer2013.csv); pass its path with --data or put it at data/fer2013.csv.")
+    if not path.is_dir():  # a FIFO or a device would block the hash and the parse
+        require_regular_file(path, error=DataError)
     cache_file = _cache_path(path, cache_dir) if use_cache else None
     if cache_file is not None and cache_file.exists():
         cached = _read_cache(cache_file)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import CONFIG_FILE, MODEL_FILE, load_model
+from .checkpoint import CONFIG_FILE, MODEL_FILE, is_model_folder, load_model
 from .config import TrainConfig
 from .textfiles import InputFileError, load_json_object
 
@@ -66,9 +66,10 @@ def save_ensemble(directory: str | os.PathLike, member_dirs: list[str | os.PathL
     return directory
 
 
-def is_model_dir(directory: str | os.PathLike) -> bool:
-    d = Path(directory)
-    return (d / ENSEMBLE_FILE).is_file() or ((d / MODEL_FILE).is_file() and (d / CONFIG_FILE).is_file())
+def is_predictor_folder(directory: str | os.PathLike) -> bool:
+    """What :func:`load_predictor` reads: an ensemble folder, or a single model folder
+    (:func:`fer_models.checkpoint.is_model_folder`)."""
+    return (Path(directory) / ENSEMBLE_FILE).is_file() or is_model_folder(directory)
 
 
 def load_predictor(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Predictor:
@@ -81,13 +82,13 @@ def load_predictor(directory: str | os.PathLike, device: str | torch.device = "c
             raise InputFileError(f"{directory / ENSEMBLE_FILE}: needs a 'members' list of folders")
         for name in record["members"]:
             member = directory / name
-            if not ((member / MODEL_FILE).is_file() and (member / CONFIG_FILE).is_file()):
+            if not is_model_folder(member):
                 raise FileNotFoundError(f"{member}: ensemble member missing {MODEL_FILE} or {CONFIG_FILE}")
             members.append(load_model(member, device))
         if not members:
             raise FileNotFoundError(f"{directory / ENSEMBLE_FILE}: lists no members")
         return Predictor(members)
-    if (directory / MODEL_FILE).is_file() and (directory / CONFIG_FILE).is_file():
+    if is_model_folder(directory):
         return Predictor([load_model(directory, device)])
     raise FileNotFoundError(f"{directory}: not a model folder (needs {MODEL_FILE} and {CONFIG_FILE},"
                             f" or {ENSEMBLE_FILE})")

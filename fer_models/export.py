@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .augment import prepare_batch
-from .cli import EXIT_BAD_INPUT, prog
+from .cli import EXIT_BAD_INPUT, error_line, prog
 from .data import EMOTIONS, IMAGE_SIZE
 from .ensemble import ENSEMBLE_FILE, Predictor, load_predictor
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         path = export_onnx(args.model_dir, args.output)
     # a missing file, corrupt JSON (InputFileError) or config, weights that do not load
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"wrote {path}")
     if args.check:

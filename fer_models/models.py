@@ -107,6 +107,26 @@ def accepts_input_size(backbone: str, input_size: int) -> bool:
     return True if model is None else _runs_at(model, input_size)  # unknown: the build decides
 
 
+@functools.lru_cache(maxsize=None)
+def check_model_option(backbone: str, option: str, value) -> None:
+    """Build ``backbone`` with one option that only some backbones have (``drop_path``,
+    ``stem_pool``) on the meta device (shapes only, no compute): ModelConfigError as a trial's
+    build would raise it, before any trial runs. Another failure of the meta build is left to
+    the real build."""
+    size = max(48, min_input_size(backbone))
+    try:
+        check_input_size(backbone, size)
+    except ModelConfigError:
+        return  # a size matter, checked with the sizes themselves
+    try:
+        with torch.device("meta"):
+            create_model(backbone, input_size=size, **{option: value})
+    except ModelConfigError:
+        raise
+    except Exception:
+        return
+
+
 def check_input_size(backbone: str, input_size: int) -> None:
     smallest = min_input_size(backbone)
     if input_size < smallest:

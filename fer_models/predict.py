@@ -23,8 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cli import EXIT_BAD_INPUT, add_data_argument, prog, resolve_data_path
+from .cli import EXIT_BAD_INPUT, add_data_argument, error_line, prog, resolve_data_path
 from .data import EMOTIONS, IMAGE_SIZE, SPLITS
+from .textfiles import require_regular_file
 
 MAX_PIXELS = 50_000_000  # refuse decompression bombs before decoding them
 PHOTO_MIN_SIDE = 96       # above this an image is a photo to search for a face, not a face crop
@@ -62,8 +63,7 @@ def load_face_info(path: str | Path, face_crop: str = "auto") -> LoadedFace:
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    if not path.is_file():
-        raise ImageInputError(f"{path}: no such file")
+    require_regular_file(path, error=ImageInputError)
     try:
         with Image.open(path) as im:
             if im.width * im.height > MAX_PIXELS:
@@ -90,6 +90,10 @@ def load_face_info(path: str | Path, face_crop: str = "auto") -> LoadedFace:
         raise ImageInputError(f"{path}: not a readable image ({e})") from None
     except OSError as e:
         raise ImageInputError(f"{path}: cannot decode the image ({e})") from None
+    except ImageInputError:
+        raise
+    except Exception as e:  # a decoder fed a crafted file raises what it likes (SyntaxError, ...)
+        raise ImageInputError(f"{path}: cannot decode the image ({type(e).__name__}: {e})") from None
 
 
 def find_face(gray: np.ndarray, required: bool = False) -> list[int] | None:
@@ -172,10 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.predictions and args.images:
         parser.error("--predictions is for scoring a split (no IMAGE files)")
 
-    from .ensemble import is_model_dir
+    from .ensemble import is_predictor_folder
 
     model_dir = Path(args.model_dir)
-    if not is_model_dir(model_dir):
+    if not is_predictor_folder(model_dir):
         print(f"error: {model_dir}: not a model folder (needs model.safetensors and config.json, "
               "or ensemble.json)", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # validate every input before any compute
         loaded = [load_face_info(p, args.face_crop) for p in args.images]
     except (ImageInputError, FaceCropUnavailable) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     faces = np.stack([item.face for item in loaded])
     predictor = _load(model_dir)
@@ -229,7 +233,7 @@ def _score_split(args, model_dir: Path) -> int:
         data = load_fer2013(path)
         data.require({args.usage: "--usage"})
     except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     split = data.split(args.usage)
     predictor = _load(model_dir)

@@ -4,7 +4,11 @@ so that a bad one is one clear line naming the file, never a decoder traceback.
 * not UTF-8 text: the byte offset and what to do;
 * YAML: a key given twice in one mapping is refused, naming the key and both lines (PyYAML
   silently keeps the last one);
-* JSON: the line and column of the syntax error.
+* JSON: the line and column of the syntax error;
+* not a regular file (a FIFO or a device would block or never end), larger than
+  ``MAX_TEXT_BYTES``, nested deeper than the parser can follow, or a YAML file whose aliases
+  expand to more than ``MAX_YAML_VALUES`` values (a "billion laughs" file is a few lines):
+  refused before it is read whole.
 
 Example:
     >>> import tempfile, pathlib
@@ -19,19 +23,50 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import yaml
 
-__all__ = ["InputFileError", "read_text", "load_yaml", "load_json", "load_json_object"]
+__all__ = ["InputFileError", "MAX_TEXT_BYTES", "MAX_YAML_VALUES", "read_text", "load_yaml",
+           "load_json", "load_json_object", "require_regular_file"]
+
+# Spaces, configs and run records are kilobytes; these bounds are far above any real one.
+MAX_TEXT_BYTES = 16 * 2**20
+MAX_YAML_VALUES = 100_000
 
 
 class InputFileError(ValueError):
     """A file that cannot be read as what it should be; the message starts with its path."""
 
 
+def require_regular_file(path: str | os.PathLike, error=InputFileError) -> os.stat_result:
+    """``path``'s stat if it is a regular file (after links); else ``error`` saying what it is.
+    A FIFO or a device is refused before it is opened: reading one blocks or never ends."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except PermissionError:
+        raise error(f"{path}: permission denied") from None
+    except OSError as e:
+        raise error(f"{path}: cannot be read ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{path}: is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        what = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else \
+            "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+        raise error(f"{path}: is {what}, not a regular file; save the content to a file")
+    return st
+
+
 def read_text(path: str | os.PathLike) -> str:
     path = Path(path)
+    size = require_regular_file(path).st_size
+    if size > MAX_TEXT_BYTES:
+        raise InputFileError(f"{path}: {size:,} bytes, more than the {MAX_TEXT_BYTES:,} this "
+                             "tool reads as a text file; is it the right file?")
     try:
         raw = path.read_bytes()
         return raw.decode("utf-8")
@@ -73,12 +108,42 @@ def load_yaml(path: str | os.PathLike):
     """Parse a UTF-8 YAML file, refusing duplicate keys; InputFileError says what and where."""
     text = read_text(path)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        loader = _UniqueKeyLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            values = _expanded_size(node, {})
+            if values > MAX_YAML_VALUES:
+                raise InputFileError(f"{path}: its aliases (*name) expand to more than "
+                                     f"{MAX_YAML_VALUES:,} values; write the values out")
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except _DuplicateKey as d:
         raise InputFileError(f"{path}: key {d.key!r} appears twice (lines {d.first} and "
                              f"{d.again}); keep one") from None
     except yaml.YAMLError as e:
         raise InputFileError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
+    except RecursionError:
+        raise InputFileError(f"{path}: nested too deeply to read") from None
+
+
+def _expanded_size(node, sizes: dict) -> int:
+    """How many values ``node`` stands for once every alias is expanded (each shared node
+    counted once per use; a node that contains itself counts once)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    sizes[key] = 1
+    if isinstance(node, yaml.MappingNode):
+        total = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        total = 1 + sum(_expanded_size(item, sizes) for item in node.value)
+    else:
+        total = 1
+    sizes[key] = min(total, MAX_YAML_VALUES + 1)  # capped: the sum cannot grow without bound
+    return sizes[key]
 
 
 def load_json_object(path: str | os.PathLike) -> dict:
@@ -97,3 +162,5 @@ def load_json(path: str | os.PathLike):
     except json.JSONDecodeError as e:
         raise InputFileError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: "
                              f"{e.msg})") from None
+    except RecursionError:
+        raise InputFileError(f"{path}: nested too deeply to read") from None

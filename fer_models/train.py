@@ -52,12 +52,13 @@ def cpu_has_bf16() -> bool:
 
 
 def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
-    """Whether training steps run under bf16 autocast: ``amp`` on CUDA, ``cpu_bf16`` on a CPU
-    that has bf16 instructions (elsewhere fp32, so a space runs on every node of a cluster).
+    """Whether training steps run under bf16 autocast: on CUDA unless ``precision`` is fp32, on a
+    CPU when it is bf16 and the CPU has bf16 instructions (elsewhere fp32, so a space runs on
+    every node of a cluster).
     Evaluation stays fp32 on the CPU: what a trial reports is what ``predict`` measures."""
     if device.type == "cuda":
-        return cfg.amp
-    return device.type == "cpu" and cfg.cpu_bf16 and cpu_has_bf16()
+        return cfg.precision != "fp32"
+    return device.type == "cpu" and cfg.precision == "bf16" and cpu_has_bf16()
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -252,6 +253,39 @@ def training_split(cfg: TrainConfig, data: FER2013) -> Split:
                  np.concatenate([data.train.labels, data.public_test.labels]))
 
 
+@dataclass
+class BestSoFar:
+    """What :func:`fit` remembers across epochs: the best PublicTest accuracy (and its epoch and,
+    when the run hands them back, its weights) and the best loss with the epochs since it fell
+    (early stopping watches the loss, Keras-style; the kept weights follow accuracy)."""
+    val_accuracy: float = -1.0
+    val_loss: float = math.inf
+    epoch: int = 0
+    stale: int = 0
+    weights: dict | None = None
+
+    def update(self, val: dict, epoch: int, module, keep_weights: bool) -> None:
+        if val["accuracy"] > self.val_accuracy:
+            self.val_accuracy, self.epoch = val["accuracy"], epoch
+            self.weights = copy.deepcopy(module.state_dict()) if keep_weights else None
+        if val["loss"] < self.val_loss - 1e-4:
+            self.val_loss, self.stale = val["loss"], 0
+        else:
+            self.stale += 1
+
+    def state(self) -> dict:
+        state = {"val_accuracy": self.val_accuracy, "val_loss": self.val_loss,
+                 "epoch": self.epoch, "stale": self.stale}
+        if self.weights is not None:  # only kept to restore at the end (early stopping, keep_best)
+            state["weights"] = self.weights
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict) -> "BestSoFar":
+        return cls(**{k: state[k] for k in ("val_accuracy", "val_loss", "epoch", "stale")},
+                   weights=state.get("weights"))
+
+
 def fit(cfg: TrainConfig, data: FER2013,
         on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
         resume_state: dict | None = None, log: Callable[[str], None] | None = None,
@@ -286,26 +320,10 @@ def fit(cfg: TrainConfig, data: FER2013,
     optimizer, scheduler = build_optimizer(cfg, model, steps_per_epoch)
     ema = build_ema(cfg, model)
 
-    start_epoch, num_updates = 1, 0
-    best = {"val_accuracy": -1.0, "val_loss": math.inf, "epoch": 0, "weights": None, "stale": 0}
-    history: list[dict] = []
+    start_epoch, num_updates, history, best = 1, 0, [], BestSoFar()
     if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        if ema is not None:
-            ema.module.load_state_dict(resume_state["ema"])
-        if scheduler is not None and resume_state.get("scheduler") is not None:
-            scheduler.load_state_dict(resume_state["scheduler"])
-        generator.set_state(resume_state["generator"])
-        torch.set_rng_state(resume_state["torch_rng"])  # dropout / drop_path draw from it
-        if "plateau" in resume_state and scheduler is not None:
-            # timm's plateau wrapper saves only 'best': the patience count lives in torch's.
-            scheduler.lr_scheduler.load_state_dict(resume_state["plateau"])
-        start_epoch = int(resume_state["epoch"]) + 1
-        num_updates = int(resume_state["num_updates"])
-        history = list(resume_state.get("history", []))
-        best.update({k: resume_state["best"][k] for k in ("val_accuracy", "val_loss", "epoch", "stale")})
-        best["weights"] = resume_state["best"].get("weights")
+        start_epoch, num_updates, history, best = _resume(resume_state, model, optimizer,
+                                                          scheduler, generator, ema)
 
     def validate_on_public(module) -> dict:
         return evaluate(module, data.public_test.images, data.public_test.labels, cfg.input_size,
@@ -323,27 +341,12 @@ def fit(cfg: TrainConfig, data: FER2013,
         num_updates = stats.pop("num_updates")
         metrics = {"epoch": epoch, **stats}
         if validate:
-            val = validate_on_public(model)
-            selected = model
-            if ema is not None:
-                val_ema = validate_on_public(ema.module)
-                metrics.update(val_accuracy_raw=val["accuracy"], val_accuracy_ema=val_ema["accuracy"],
-                               ema_selected=val_ema["accuracy"] > val["accuracy"])
-                if metrics["ema_selected"]:
-                    val, selected = val_ema, ema.module
-            metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"],
-                           val_macro_f1=val["macro_f1"])
-            if val["accuracy"] > best["val_accuracy"]:  # the best checkpoint is kept by accuracy
-                best.update(val_accuracy=val["accuracy"], epoch=epoch,
-                            weights=copy.deepcopy(selected.state_dict()) if restore_best else None)
-            if val["loss"] < best["val_loss"] - 1e-4:  # early stopping watches the loss (Keras-style)
-                best.update(val_loss=val["loss"], stale=0)
-            else:
-                best["stale"] += 1
+            val, selected = _validate_raw_and_ema(validate_on_public, model, ema, metrics)
+            best.update(val, epoch, selected, keep_weights=restore_best)
         if scheduler is not None:
             scheduler.step(epoch, metrics.get("val_loss"))
         metrics["seconds"] = time.perf_counter() - t0
-        stopped_early = bool(cfg.early_stop_patience) and best["stale"] >= cfg.early_stop_patience
+        stopped_early = bool(cfg.early_stop_patience) and best.stale >= cfg.early_stop_patience
         metrics["final_epoch"] = stopped_early or epoch == cfg.epochs  # lets callers mark the end
         history.append(metrics)
         if log:
@@ -353,16 +356,48 @@ def fit(cfg: TrainConfig, data: FER2013,
                                              num_updates, history, best, ema))
         if stopped_early:
             break
-    if restore_best and best["weights"] is not None:
+    restored = restore_best and best.weights is not None
+    if restored:
         # restore the best-accuracy weights, as the seed did (the EMA's, when they were better);
         # raw and EMA modules share their keys, so either takes them
-        selected.load_state_dict(best["weights"])
-    restored = restore_best and best["weights"] is not None
+        selected.load_state_dict(best.weights)
     restore_convs(model)  # what fit hands back exports and pickles as plain timm modules
     if ema is not None:
         restore_convs(ema.module)
-    return FitResult(selected, history, best_epoch=best["epoch"], stopped_early=stopped_early,
-                     weights_epoch=best["epoch"] if restored else len(history))
+    return FitResult(selected, history, best_epoch=best.epoch, stopped_early=stopped_early,
+                     weights_epoch=best.epoch if restored else len(history))
+
+
+def _validate_raw_and_ema(validate_on_public, model, ema, metrics: dict):
+    """PublicTest metrics of the raw weights and, with an EMA, of the EMA's: the better by
+    accuracy is the epoch's (written into ``metrics``); returns it and its module."""
+    val, selected = validate_on_public(model), model
+    if ema is not None:
+        val_ema = validate_on_public(ema.module)
+        metrics.update(val_accuracy_raw=val["accuracy"], val_accuracy_ema=val_ema["accuracy"],
+                       ema_selected=val_ema["accuracy"] > val["accuracy"])
+        if metrics["ema_selected"]:
+            val, selected = val_ema, ema.module
+    metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"],
+                   val_macro_f1=val["macro_f1"])
+    return val, selected
+
+
+def _resume(state: dict, model, optimizer, scheduler, generator, ema):
+    """Load what :func:`_state` saved; returns (start epoch, updates, history, best so far)."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if ema is not None:
+        ema.module.load_state_dict(state["ema"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])  # dropout / drop_path draw from it
+    if "plateau" in state and scheduler is not None:
+        # timm's plateau wrapper saves only 'best': the patience count lives in torch's.
+        scheduler.lr_scheduler.load_state_dict(state["plateau"])
+    return (int(state["epoch"]) + 1, int(state["num_updates"]), list(state.get("history", [])),
+            BestSoFar.from_state(state["best"]))
 
 
 def _state(model, optimizer, scheduler, generator, epoch, num_updates, history, best,
@@ -371,11 +406,9 @@ def _state(model, optimizer, scheduler, generator, epoch, num_updates, history, 
              "scheduler": scheduler.state_dict() if scheduler is not None else None,
              "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
              "epoch": epoch, "num_updates": num_updates, "history": history,
-             "best": {k: best[k] for k in ("val_accuracy", "val_loss", "epoch", "stale")}}
+             "best": best.state()}
     if ema is not None:
         state["ema"] = ema.module.state_dict()
-    if best.get("weights") is not None:  # only kept to restore at the end (early stopping, keep_best)
-        state["best"]["weights"] = best["weights"]
     if scheduler is not None and hasattr(scheduler, "lr_scheduler"):
         state["plateau"] = scheduler.lr_scheduler.state_dict()
     return state
@@ -410,7 +443,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from .checkpoint import save_model
-    from .cli import EXIT_BAD_INPUT, add_data_argument, prog, resolve_data_path
+    from .cli import EXIT_BAD_INPUT, add_data_argument, error_line, prog, resolve_data_path
     from .data import DataError, load_fer2013
 
     parser = argparse.ArgumentParser(
@@ -435,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             needs["PrivateTest"] = "--test"
         data.require(needs)
     except (DataError, ModelConfigError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"data: {data.source}  train {len(data.train)}  public {len(data.public_test)}  "
           f"private {len(data.private_test)}", flush=True)

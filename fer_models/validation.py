@@ -124,8 +124,8 @@ RULES: dict[str, Rule] = {
     "device": Rule("str", check=_check_device),
     "threads": Rule("int", 0, 4096, why="0: torch's default"),
     "channels_last": Rule("bool"),
-    "amp": Rule("bool"),
-    "cpu_bf16": Rule("bool"),
+    "precision": Rule("str", names=("auto", "bf16", "fp32"),
+                      why="auto: bf16 on CUDA; bf16: also on CPUs with bf16 instructions"),
     "small_map_convs": Rule("bool"),
     "fused_optimizer": Rule("bool"),
     "eval_batch_size": Rule("int", 1, 1 << 20),
@@ -167,12 +167,14 @@ def check_field(name: str, value) -> None:
         return
     if rule.names is not None:
         names = list(rule.names() if callable(rule.names) else rule.names)
-        if (value.lower() if isinstance(value, str) else value) not in names:
+        # Exact: every reader looks names up as written (a schedule table, precision == "bf16").
+        if value not in names:
             if not isinstance(value, str):
                 raise ConfigError(f"{name}: must be {describe(rule)}{why}, got {value!r}")
             import difflib
 
-            close = difflib.get_close_matches(value, names, n=2)
+            close = [n for n in names if isinstance(n, str) and n.lower() == value.lower()] \
+                or difflib.get_close_matches(value, names, n=2)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             listed = f" (one of {', '.join(names)})" if len(names) < 12 else ""
             raise ConfigError(f"{name}: unknown {name} {value!r}{hint}{listed}")

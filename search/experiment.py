@@ -116,10 +116,18 @@ def trial_resources(space: SearchSpace) -> dict:
     return {"cpu": cpu, "gpu": gpu}
 
 
+def describe_stopping(asha) -> str:
+    """How a search stops trials early, for its first console lines."""
+    if asha is None:
+        return "no early stopping"
+    rungs = f", rungs on {asha.rung_metric}" if asha.rung_metric else ""
+    return f"ASHA (first rung at epoch {asha.grace_period}, 1 in {asha.reduction_factor} on{rungs})"
+
+
 def build_trainable(space: SearchSpace, data: FER2013, resources: dict, trial_fn=train_trial):
     trainable = tune.with_parameters(
         trial_fn, data=data.without_private_test(),  # trials never receive PrivateTest
-        threads=max(int(resources["cpu"]), 1), checkpoint=space.search.checkpoint,
+        threads=max(int(resources["cpu"]), 1), checkpoint=space.search.checkpoint is not False,
         # optional keywords only when set: a trial function written for the plain call still fits
         **({"measure": True} if space.measures else {}),
         **({"checkpoint_every_s": space.search.checkpoint_every_s}
@@ -154,13 +162,14 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
     # search metric goes to the TuneConfig unless ASHA's rungs compare another one (or the
     # searcher has several).
     own_metric = multi
-    if space.search.scheduler == "asha":
-        rung_metric = space.search.rung_metric or space.metric
+    asha = space.search.asha
+    if asha is not None:
+        rung_metric = asha.rung_metric or space.metric
         own_metric = rung_metric != space.metric or multi
         scheduler = ResumableASHA(ExperimentFolder(experiment).asha_rungs,
                                   time_attr="training_iteration", max_t=space.max_epochs,
-                                  grace_period=min(space.search.grace_period, space.max_epochs),
-                                  reduction_factor=space.search.reduction_factor,
+                                  grace_period=min(asha.grace_period, space.max_epochs),
+                                  reduction_factor=asha.reduction_factor,
                                   **(dict(metric=rung_metric, mode=RUNG_METRICS[rung_metric])
                                      if own_metric else {}))
     else:
@@ -173,11 +182,11 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
             metric=space.metric, mode=space.mode, num_samples=space.search.num_samples,
             max_epochs=space.max_epochs, scheduler=scheduler,
             time_budget_s=space.search.time_budget_minutes * 60 or None,
-            searched=[name for name, p in space.params.items() if p.kind != "fixed"]))
+            searched=[name for name, p in space.params.items() if p.searched]))
     if plateau is not None:  # a Callback to see trials finish, a Stopper to end the search
         callbacks.append(plateau)
     callbacks.append(ReleaseEndedTrials())  # staging keeps only running trials (staging.py)
-    namer = trial_namer([name for name, p in space.params.items() if p.kind != "fixed"],
+    namer = trial_namer([name for name, p in space.params.items() if p.searched],
                         space.default_config())
     return tune.Tuner(
         build_trainable(space, data, resources, trial_fn),
@@ -224,8 +233,7 @@ def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, addre
                          space.path)
     print(f"experiment: {experiment}{' (resumed)' if resume else ''}\n"
           f"  {space.search.num_samples} trials, sampler {space.search.sampler} "
-          f"(seed {space.search.seed}), scheduler {space.search.scheduler}"
-          f"{f' (rungs on {space.search.rung_metric})' if space.search.rung_metric else ''}, "
+          f"(seed {space.search.seed}), {describe_stopping(space.search.asha)}, "
           f"up to {space.max_epochs} epochs, {resources['cpu']} CPU / {resources['gpu']} GPU per trial\n"
           f"  watch it: tensorboard --logdir {experiment}", flush=True)
     # Faces the trials train or are ranked on that are copies of a PrivateTest face: the one way
@@ -289,9 +297,10 @@ def end_study(space, experiment: Path, ended_by: str) -> None:
     study = folder.load_study()
     closed = close_study(study, list(space.objectives), reason)
     # What was searched, for optuna-dashboard's readers: each value's distribution as written.
-    searched = {name: {k: v for k, v in dataclasses.asdict(p).items()
-                       if v is not None and k not in ("name", "log") or (k == "log" and v)}
-                for name, p in space.params.items() if p.kind != "fixed"}
+    searched = {name: {"kind": p.kind, **{k: v for k, v in dataclasses.asdict(p).items()
+                                          if v is not None and k not in ("name", "log")
+                                          or (k == "log" and v)}}
+                for name, p in space.params.items() if p.searched}
     if study.user_attrs.get("search_space") != searched:
         study.set_user_attr("search_space", searched)
     study.set_user_attr("search_ended_by", ended_by)
@@ -303,40 +312,17 @@ def end_study(space, experiment: Path, ended_by: str) -> None:
 def finish_experiment(space, data, experiment: Path, results, *, command: str, started: float,
                       resources: dict, ended_by: str = "",
                       copies: dict | None = None) -> dict:
+    """After the search: trials.csv, the winner (and top-k / Pareto points) retrained and scored
+    once on PrivateTest, summary.json, metrics.json, best.yaml, ONNX and report.md."""
     folder = ExperimentFolder(experiment)
     table = trials_table(results, space)
-    written = table
-    if folder.inherited_csv.is_file() and folder.inherited_csv.stat().st_size > 1:
-        # A warm start: its earlier trials listed after the new ones.
-        written = pd.concat([table.assign(**{INHERITED_COLUMN: ""}),
-                             pd.read_csv(folder.inherited_csv, dtype={"trial_id": str})],
-                            ignore_index=True)
-    written.to_csv(folder.trials_csv, index=False)
-    ok = table[table["status"] != FAILED]
-    if ok.empty or ok["best_val_accuracy"].isna().all():
-        reasons = "; ".join(f"{r.trial_id}: {r.error}" for r in table.itertuples())
-        noun = "trial" if len(table) == 1 else "trials"
-        raise AllTrialsFailed(f"all {len(table)} {noun} failed, nothing to retrain ({reasons}); "
-                              f"see {folder.trials_csv}")
-    if space.constraints:  # a trial that breaks a constraint is never the winner
-        ok = ok[feasible_mask(ok)]
-        if ok.empty:
-            raise AllTrialsFailed(f"no trial meets the constraints ({describe_constraints(space.constraints)}); "
-                                  f"see the measures in {folder.trials_csv}")
-    # The winner by the search metric on PublicTest (best epoch of each trial).
-    key = "best_val_accuracy" if space.mode == "max" else "best_val_loss"
-    ranked = ok.dropna(subset=[key]).sort_values(key, ascending=space.mode != "max", kind="stable")
-    front = pareto_front(table, space.objectives) if space.multi_objective else None
-    if space.retrain.pareto and front is not None and not front.empty:
-        # The winner, then the points of the front (up to pareto_max in all), best first: each
-        # retrained and scored once.
-        rest = front[front["trial_id"] != ranked.iloc[0]["trial_id"]]
-        top = _distinct_top(pd.concat([ranked.head(1), rest]), config_columns(table),
-                            space.retrain.pareto_max)
-    else:
-        top = _distinct_top(ranked, config_columns(table), space.retrain.top_k)
-    winner = top[0][0]
-    best_config = top[0][1]
+    _write_trials_csv(folder, table)
+    top, front = _pick_retrained(space, table, folder)
+    winner, best_config = top[0]
+    kept = folder.keep_earlier_retrain()
+    if kept is not None:
+        print(f"the earlier retrain is kept in {kept}; PrivateTest is scored again "
+              f"(look {len(folder.earlier_retrains()) + 1} in this folder)", flush=True)
     write_best_yaml(folder.best_yaml, space, best_config)
     vs_default = compare_with_default(table, folder, str(winner["trial_id"]))
     print(f"best trial {winner['trial_id']}: PublicTest accuracy {winner['best_val_accuracy']:.4f}"
@@ -351,28 +337,10 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
                           trial_ids=[str(row["trial_id"]) for row, _ in top])
     metrics = retrain["metrics"]
     write_json(folder.metrics_json, metrics)
-    summary = {
-        "space": str(space.path), "experiment": str(experiment), "command": command,
-        "sampler": space.search.sampler, "seed": space.search.seed,
-        "scheduler": space.search.scheduler, "metric": space.metric,
-        "trials_requested": space.search.num_samples, "trials_run": int(len(table)),
-        "search_ended_by": ended_by,
-        "trials_completed": int((table["status"] == COMPLETED).sum()),
-        "trials_stopped_early": int((table["status"] == STOPPED_EARLY).sum()),
-        "trials_failed": int((table["status"] == FAILED).sum()),
-        "total_epochs": int(table["epochs"].sum()),
-        "best_trial": str(winner["trial_id"]),
-        "best_public_test_accuracy": float(winner["best_val_accuracy"]),
-        "default_config": space.default_config(), "vs_default": vs_default,
-        "private_test_copies": copies,
-        "retrain_epochs": retrain["epochs"], "retrain_seeds": retrain["seeds"],
-        "private_test_accuracy": metrics["accuracy"],
-        "private_test_accuracy_mean": metrics["accuracy_mean"],
-        "private_test_accuracy_sd": metrics["accuracy_sd"],
-        "private_test_n": metrics["n"],
-        **_headline_scores(metrics),
-        "resources_per_trial": resources,
-    }
+    summary = _summary(space, experiment, table, winner, retrain, command=command,
+                       ended_by=ended_by, vs_default=vs_default, copies=copies,
+                       resources=resources,
+                       looks=len(folder.earlier_retrains()) + 1)
     if space.measures:
         summary.update(objectives=space.objectives, constraints=space.constraints,
                        winner_rule=f"the best {space.metric} on PublicTest among trials meeting "
@@ -389,6 +357,75 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
     export_onnx_safely(experiment)
     write_report_safely(experiment)
     return {"summary": summary, "metrics": metrics, "table": table}
+
+
+def _write_trials_csv(folder: ExperimentFolder, table: pd.DataFrame) -> None:
+    written = table
+    if folder.inherited_csv.is_file() and folder.inherited_csv.stat().st_size > 1:
+        # A warm start: its earlier trials listed after the new ones.
+        written = pd.concat([table.assign(**{INHERITED_COLUMN: ""}),
+                             pd.read_csv(folder.inherited_csv, dtype={"trial_id": str})],
+                            ignore_index=True)
+    written.to_csv(folder.trials_csv, index=False)
+
+
+def _pick_retrained(space, table: pd.DataFrame, folder: ExperimentFolder):
+    """The configs to retrain, best first, as (row, config) pairs: the winner by the first
+    objective on PublicTest (best epoch of each trial, among trials meeting the constraints),
+    then the next distinct top-k configs or Pareto points; and the Pareto front (or None)."""
+    ok = table[table["status"] != FAILED]
+    if ok.empty or ok["best_val_accuracy"].isna().all():
+        reasons = "; ".join(f"{r.trial_id}: {r.error}" for r in table.itertuples())
+        noun = "trial" if len(table) == 1 else "trials"
+        raise AllTrialsFailed(f"all {len(table)} {noun} failed, nothing to retrain ({reasons}); "
+                              f"see {folder.trials_csv}")
+    if space.constraints:  # a trial that breaks a constraint is never the winner
+        ok = ok[feasible_mask(ok)]
+        if ok.empty:
+            raise AllTrialsFailed(f"no trial meets the constraints ({describe_constraints(space.constraints)}); "
+                                  f"see the measures in {folder.trials_csv}")
+    key = "best_val_accuracy" if space.mode == "max" else "best_val_loss"
+    ranked = ok.dropna(subset=[key]).sort_values(key, ascending=space.mode != "max", kind="stable")
+    front = pareto_front(table, space.objectives) if space.multi_objective else None
+    if space.retrain.pareto and front is not None and not front.empty:
+        # The winner, then the points of the front (up to retrain.pareto in all), best first:
+        # each retrained and scored once.
+        rest = front[front["trial_id"] != ranked.iloc[0]["trial_id"]]
+        return _distinct_top(pd.concat([ranked.head(1), rest]), config_columns(table),
+                             space.retrain.pareto), front
+    return _distinct_top(ranked, config_columns(table), space.retrain.top_k), front
+
+
+def _summary(space, experiment: Path, table: pd.DataFrame, winner, retrain: dict, *,
+             command: str, ended_by: str, vs_default, copies, resources: dict,
+             looks: int) -> dict:
+    """summary.json: the run in one record (its measures added by the caller)."""
+    metrics = retrain["metrics"]
+    return {
+        "space": str(space.path), "experiment": str(experiment), "command": command,
+        "sampler": space.search.sampler, "seed": space.search.seed,
+        "scheduler": "asha" if space.search.asha else "none", "metric": space.metric,
+        "trials_requested": space.search.num_samples, "trials_run": int(len(table)),
+        "search_ended_by": ended_by,
+        "trials_completed": int((table["status"] == COMPLETED).sum()),
+        "trials_stopped_early": int((table["status"] == STOPPED_EARLY).sum()),
+        "trials_failed": int((table["status"] == FAILED).sum()),
+        "total_epochs": int(table["epochs"].sum()),
+        "best_trial": str(winner["trial_id"]),
+        "best_public_test_accuracy": float(winner["best_val_accuracy"]),
+        "default_config": space.default_config(), "vs_default": vs_default,
+        "private_test_copies": copies,
+        # How many retrains have scored PrivateTest in this folder (1 = this is the first look);
+        # the earlier ones are kept, with their figures, in earlier-retrains/.
+        "private_test_looks": looks,
+        "retrain_epochs": retrain["epochs"], "retrain_seeds": retrain["seeds"],
+        "private_test_accuracy": metrics["accuracy"],
+        "private_test_accuracy_mean": metrics["accuracy_mean"],
+        "private_test_accuracy_sd": metrics["accuracy_sd"],
+        "private_test_n": metrics["n"],
+        **_headline_scores(metrics),
+        "resources_per_trial": resources,
+    }
 
 
 def _retrained_measures(folder: ExperimentFolder, resources: dict, table, front, top, metrics,

@@ -62,8 +62,11 @@ class ExperimentFolder:
     PLATEAU = "plateau-stop.json"    # why the plateau rule stopped the search (search/plateau.py)
     HISTORY = "history.json"         # inside model/: the retrain's per-epoch metrics
     PROGRESS = "progress.csv"        # inside a trial folder: Ray's per-epoch results
+    EARLIER = "earlier-retrains"     # each earlier retrain's outputs, numbered (--retrain-only)
     # Folders that are not Ray trial folders.
-    NOT_TRIALS = (MODEL, ENSEMBLE, RETRAIN_RUN)
+    NOT_TRIALS = (MODEL, ENSEMBLE, RETRAIN_RUN, EARLIER)
+    # What one retrain writes (and report.md's figures, report_*.png).
+    RETRAIN_OUTPUTS = (MODEL, ENSEMBLE, RETRAIN_RUN, METRICS, SUMMARY, BEST, REPORT, PARETO)
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -95,6 +98,26 @@ class ExperimentFolder:
     def is_finished(self) -> bool:
         """A finished run has its summary (written after the retrain)."""
         return self.summary_json.is_file()
+
+    def earlier_retrains(self) -> list[Path]:
+        """The earlier retrains kept in this folder, oldest first."""
+        kept = self.path / self.EARLIER
+        numbered = [p for p in kept.iterdir() if p.name.isdigit()] if kept.is_dir() else []
+        return sorted(numbered, key=lambda p: int(p.name))
+
+    def keep_earlier_retrain(self) -> Path | None:
+        """Move the last retrain's outputs to ``earlier-retrains/<n>/`` (n = 1, 2, ...), so a new
+        retrain overwrites nothing; returns that folder, or None when nothing was retrained."""
+        outputs = [self.path / name for name in self.RETRAIN_OUTPUTS if (self.path / name).exists()]
+        outputs += sorted(self.path.glob("report_*.png"))
+        if not outputs:
+            return None
+        earlier = self.earlier_retrains()
+        target = self.path / self.EARLIER / str(int(earlier[-1].name) + 1 if earlier else 1)
+        target.mkdir(parents=True)
+        for path in outputs:
+            path.rename(target / path.name)
+        return target
 
     def missing(self, *names: str) -> list[str]:
         """Which of the files ``names`` are not there."""

@@ -38,13 +38,19 @@ COLUMNS = {"val_accuracy": "best_val_accuracy", "val_loss": "best_val_loss",
 BOUNDS = ("max", "min")
 
 
-def parse_objectives(raw, metric: str, err) -> dict[str, str]:
-    """``objectives`` of a space (default: ``{metric: its direction}``), checked."""
+def parse_objectives(raw, err) -> dict[str, str]:
+    """``objectives`` of a space, checked: a name (val_accuracy, the default, or val_loss) or a
+    mapping of objective to max/min whose first key ranks the trials."""
     if raw is None:
-        return {metric: RANKING[metric]}
+        raw = "val_accuracy"
+    if isinstance(raw, str):
+        if raw not in RANKING:
+            raise err("objectives", f"one objective is one of {', '.join(RANKING)}, got {raw!r}; "
+                      "several are a mapping, e.g. {val_accuracy: max, latency_ms: min}")
+        return {raw: RANKING[raw]}
     if not isinstance(raw, dict) or not raw:
-        raise err("objectives", "must be a mapping of objective to max/min, e.g. "
-                  "{val_accuracy: max, latency_ms: min}")
+        raise err("objectives", "must be val_accuracy or val_loss, or a mapping of objective to "
+                  "max/min, e.g. {val_accuracy: max, latency_ms: min}")
     for name, direction in raw.items():
         if name not in DIRECTIONS:
             raise err(f"objectives.{name}", f"unknown objective; one of {', '.join(DIRECTIONS)}")

@@ -84,18 +84,18 @@ def write_best_yaml(path: Path, space, config: dict) -> None:
     """The winning config as a space file with every param fixed: re-runnable as it is."""
     doc = {
         "name": f"{space.name}-best",
-        "metric": space.metric,
+        "objectives": space.metric,
         "search": {"sampler": space.search.sampler, "seed": space.search.seed, "num_samples": 1,
-                   "max_concurrent": 1, "scheduler": "none",
+                   "max_concurrent": 1, "asha": False,
                    "drop_duplicates": space.search.drop_duplicates},
         "retrain": {"epochs": space.retrain.epochs, "seeds": list(space.retrain.seeds),
-                    "train_on_public": space.retrain.train_on_public, "tta": space.retrain.tta,
+                    "tta": space.retrain.tta,
                     "top_k": 1,  # one config: nothing to ensemble
                     **({"params": dict(space.retrain.params)} if space.retrain.params else {})},
         "params": {k: plain(v) for k, v in sorted(config.items())},
     }
     if space.measures:  # the rerun measures the model and checks it as the search did
-        doc = {**{k: doc[k] for k in ("name", "metric")}, "objectives": dict(space.objectives),
+        doc = {"name": doc["name"], "objectives": dict(space.objectives),
                "constraints": {k: dict(v) for k, v in space.constraints.items()},
                **{k: doc[k] for k in ("search", "retrain", "params")}}
     path.write_text(f"# Best configuration of {space.path} (re-run: python -m search.run {path})\n"

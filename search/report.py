@@ -139,16 +139,17 @@ def _asha_rungs(folder: ExperimentFolder, table: pd.DataFrame) -> list[int]:
     try:
         from .space import load_space
 
-        space = load_space(folder.space_yaml)
+        space = load_space(folder.space_yaml, upgrade_earlier=True)
     except Exception:
         return []
-    if space.search.scheduler != "asha":
+    asha = space.search.asha
+    if asha is None:
         return []
     top = int(table["epochs"].max()) if len(table) else 0
-    rungs, r = [], max(int(space.search.grace_period), 1)
+    rungs, r = [], max(int(asha.grace_period), 1)
     while r < top:
         rungs.append(r)
-        r *= max(int(space.search.reduction_factor), 2)
+        r *= max(int(asha.reduction_factor), 2)
     return rungs
 
 

@@ -11,7 +11,6 @@ as Ray tasks, so a cluster runs them on GPU workers; then score PrivateTest once
 """
 from __future__ import annotations
 
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -87,14 +86,14 @@ def retrain_configs(space, configs: list[dict]) -> list[dict]:
     tasks = []
     for i, best in enumerate(configs):
         config = {**best, **space.retrain.params}  # what a short trial cannot judge
-        config.update(epochs=epochs or int(config.get("epochs", TrainConfig().epochs)),
-                      train_on_public=space.retrain.train_on_public)
+        config.update(epochs=epochs or int(config.get("epochs", TrainConfig().epochs)))
         schedule = config.get("scheduler", TrainConfig().scheduler)
-        if config["train_on_public"] and SCHEDULES[schedule].needs_validation:
+        if config.get("train_on_public") and SCHEDULES[schedule].needs_validation:
             config["scheduler"] = "cosine"  # it steps on a validation split, which is trained on
         seeds = space.retrain.seeds if i == 0 else space.retrain.seeds[:1]
         for j, s in enumerate(seeds):
-            extra = {**(config.get("extra") or {}), "member": f"member-{i}", "first_seed": j == 0}
+            extra = {**(config.get("extra") or {}), "member": f"member-{i}", "rank": i,
+                     "first_seed": j == 0}
             tasks.append({**config, "seed": int(s), "extra": extra})
     return tasks
 
@@ -124,11 +123,8 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
             s["accuracy_tta"] = metrics_from_probs(out["probs_tta"], labels)["accuracy"]
         return s
 
-    # A retrain replaces everything an earlier one wrote (--retrain-only): no stale members.
+    # An earlier retrain's outputs were moved to earlier-retrains/ (finish_experiment).
     folder = ExperimentFolder(experiment)
-    shutil.rmtree(folder.ensemble_dir, ignore_errors=True)
-    for old in folder.model_dir.glob("*.onnx"):
-        old.unlink()
     # The winner (member-0) and its seeds: the single-model result, saved in model/.
     winner_runs = [(t, o) for t, o in zip(tasks, outs) if t["extra"]["member"] == "member-0"]
     first_task, first = winner_runs[0]
@@ -155,7 +151,7 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
         member_dirs = [save_model_bytes(folder.ensemble_dir / name, o["weights"], c)
                        for name, (_, o), c in zip(names, members, cfgs)]
         ids = list(trial_ids or [None] * len(configs))
-        member_info = [{"member": name, "trial_id": ids[int(t["extra"]["member"].split("-")[1])],
+        member_info = [{"member": name, "trial_id": ids[t["extra"]["rank"]],
                         "backbone": c.backbone, **scores(o)}
                        for name, (t, o), c in zip(names, members, cfgs)]
         save_ensemble(folder.ensemble_dir, member_dirs, {"members_info": member_info})

@@ -15,7 +15,8 @@ from datetime import datetime
 from pathlib import Path
 
 from fer_models.audit import drop_cross_split_duplicates
-from fer_models.cli import DATA_ENV, DEFAULT_DATA, EXIT_BAD_INPUT, prog, resolve_data_path
+from fer_models.cli import (DATA_ENV, DEFAULT_DATA, EXIT_BAD_INPUT, error_line, prog,
+                            resolve_data_path)
 from fer_models.data import DataError, load_fer2013
 from fer_models.models import ModelConfigError
 from fer_models.textfiles import InputFileError
@@ -62,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "that fit this space enter the Optuna study with their results, and "
                         "the earlier winner runs first (nothing in DIR is changed)")
     p.add_argument("--retrain-only", action="store_true",
-                   help="with --resume: skip the search, retrain its best trial and report")
+                   help="with --resume: skip the finished search, retrain its best trial and "
+                        "report; the earlier retrain is kept in DIR/earlier-retrains/<n>/ and "
+                        "summary.json counts PrivateTest's looks")
     p.add_argument("--data", help=f"fer2013.csv(.gz) or image-folder root; default: the space's "
                                   f"'data', else ${DATA_ENV}, else {DEFAULT_DATA}")
     p.add_argument("--output", default="results", help="results root folder (default: results/)")
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         data.require(SEARCH_NEEDS)
     except (SpaceError, DataError, ModelConfigError, UsageError, InputFileError,
             WeightsError, WarmStartError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     # Ray's log deduplication masks the numbers in a line: the epoch lines of the retrain's seeds,
     # trained side by side, would read as repeats and all but one be hidden. (Read when ray is
@@ -176,12 +179,12 @@ def main(argv: list[str] | None = None) -> int:
                                  resume=bool(args.resume), retrain_only=args.retrain_only,
                                  warm_start=inherited)
     except AllTrialsFailed as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return EXIT_ALL_FAILED
     except ResourceError as e:  # found once Ray is up, before any trial starts
         if not args.resume:  # only this invocation's run.json and space.yaml are there
             _discard_unstarted(experiment)
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     finally:
         import ray
@@ -202,8 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-OVERRIDES = ("num_samples", "seed", "max_epochs", "retrain_epochs", "top_k", "drop_duplicates")
-RETRAIN_OVERRIDES = ("retrain_epochs", "top_k")
+# Each command-line override (argparse's name) and the space key it sets; None: --max-epochs,
+# which caps every value of params.epochs (SearchSpace.cap_epochs).
+OVERRIDES = {"num_samples": "search.num_samples", "seed": "search.seed", "max_epochs": None,
+             "retrain_epochs": "retrain.epochs", "top_k": "retrain.top_k",
+             "drop_duplicates": "search.drop_duplicates"}
+RETRAIN_OVERRIDES = tuple(k for k, target in OVERRIDES.items() if (target or "").startswith("retrain."))
 
 
 def _check_numbers(args) -> None:
@@ -214,21 +221,19 @@ def _check_numbers(args) -> None:
 
 
 def apply_overrides(space, overrides: dict) -> None:
-    """Command-line values that replace the space's own (recorded in run.json for --resume)."""
-    if overrides.get("num_samples") is not None:
-        space.search.num_samples = overrides["num_samples"]
-    if overrides.get("seed") is not None:
-        space.search.seed = overrides["seed"]
-    if overrides.get("retrain_epochs") is not None:
-        space.retrain.epochs = overrides["retrain_epochs"]
-    if overrides.get("drop_duplicates"):
-        space.search.drop_duplicates = True
-    if overrides.get("top_k") is not None:
-        space.retrain.top_k = overrides["top_k"]
-    if overrides.get("max_epochs") is not None:
-        space.cap_epochs(overrides["max_epochs"])
+    """Command-line values that replace the space's own (recorded in run.json for --resume),
+    then the rules the same values obey in a space file."""
+    for flag, value in overrides.items():
+        if flag not in OVERRIDES or value is None or value is False:
+            continue
+        target = OVERRIDES[flag]
+        if target is None:  # --max-epochs caps every value of params.epochs
+            space.cap_epochs(value)
+        else:
+            section, key = target.split(".")
+            setattr(getattr(space, section), key, value)
     given = [f"--{k.replace('_', '-')}" for k in OVERRIDES if overrides.get(k) not in (None, False)]
-    if given:  # the same rules as the file's values
+    if given:
         check_settings(space, " ".join(given))
 
 
@@ -283,7 +288,7 @@ def _prepare_resume(args):
     if missing:
         raise UsageError(f"{run_file}: lacks {', '.join(missing)}; it was not written by this tool "
                          "or was edited")
-    space = load_space(folder.space_yaml)
+    space = load_space(folder.space_yaml, upgrade_earlier=True)
     apply_overrides(space, record["overrides"])
     # A resumed search keeps its settings; a new retrain of it may change the retrain's.
     given = [k for k in OVERRIDES if getattr(args, k) is not None]
@@ -297,6 +302,9 @@ def _prepare_resume(args):
     if not data_path.exists():
         raise DataError(f"{data_path} (the data this experiment was started with) does not "
                         "exist; pass --data PATH")
+    if args.retrain_only and not folder.trials_csv.is_file():
+        raise UsageError(f"{experiment}: its search has not finished ({folder.TRIALS} is written "
+                         "when it does): continue it with --resume DIR, without --retrain-only")
     if folder.is_finished() and not args.retrain_only:
         raise UsageError(f"{experiment} already finished ({folder.SUMMARY} exists); "
                          "use --retrain-only to retrain again")

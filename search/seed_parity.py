@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_models.cli import EXIT_BAD_INPUT, add_data_argument, prog, resolve_data_path
+from fer_models.cli import EXIT_BAD_INPUT, add_data_argument, error_line, prog, resolve_data_path
 from fer_models.config import TrainConfig
 from fer_models.textfiles import load_yaml
 from fer_models.data import FER2013, DataError, Split, load_fer2013
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         data.require({"Training": "training", "PublicTest": "validation",
                       "PrivateTest": "the table's test accuracy"})
     except (ValueError, DataError, ModelConfigError, OSError) as e:  # WeightsError: a ValueError
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.only:
         runs = [r for r in runs if r.config.backbone in args.only.split(",")]

@@ -4,14 +4,14 @@ A space file has these top-level sections (all but ``params`` optional)::
 
     name: cpu                  # experiment name prefix (default: the file's stem)
     data: data/fer2013.csv     # used when --data is not given
-    metric: val_accuracy       # val_accuracy (max) | val_loss (min)
-    objectives: {val_accuracy: max, latency_ms: min}   # several (search.objectives)
+    objectives: val_accuracy   # what ranks trials: val_accuracy | val_loss, or several:
+                               # {val_accuracy: max, latency_ms: min} (search.objectives)
     constraints: {latency_ms: {max: 5.0}}
     search:    {sampler: tpe, seed: 0, num_samples: 8, max_concurrent: 1,
-                scheduler: asha, grace_period: 1, reduction_factor: 3, rung_metric: "",
-                max_failures: 0}
+                asha: {grace_period: 1, reduction_factor: 3, rung_metric: ""},  # or asha: false
+                checkpoint: true, max_failures: 0}
     resources: {cpus_per_trial: auto, gpus_per_trial: auto, trials_per_gpu: 4}
-    retrain:   {epochs: 20, seeds: [0], train_on_public: false, tta: true, top_k: 1,
+    retrain:   {epochs: 20, seeds: [0], tta: true, top_k: 1,
                 params: {keep_best: true, erase_prob: 0.5}}   # set over the winner's config
     params:                    # any fer_models.TrainConfig field: a fixed value or a distribution
       backbone:   {choice: [resnet18, mobilenetv3_small_100]}
@@ -33,7 +33,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,25 +40,34 @@ from typing import Any
 
 from fer_models.checkpoint import CONFIG_FILE, MODEL_FILE, is_model_folder
 from fer_models.config import TrainConfig
-from fer_models.models import min_input_size
+from fer_models.models import ModelConfigError, check_model_option, min_input_size
 from fer_models.profile import PROFILE_METRICS
 from fer_models.textfiles import InputFileError, load_yaml
 from fer_models.validation import ConfigError, check_field
 from fer_models.weights import WeightsError, check_weights_file
 
-from .objectives import parse_constraints, parse_objectives
+from .distributions import (Fixed, Param, check_value, field_types, is_number, parse_param,
+                            reject_unknown)
+from .objectives import RANKING, parse_constraints, parse_objectives
 from .samplers import MULTI_OBJECTIVE_SAMPLERS, SAMPLERS
+from .space_history import RENAMED, upgrade
 
-SCHEDULERS = ("asha", "none")    # search.scheduler: ASHA early stopping, or every trial to the end
-METRICS = {"val_accuracy": "max", "val_loss": "min"}
 # What ASHA may compare at its rungs: the search metric, or the training loss, which ranks configs
 # earlier when validation is small and noisy (bench/bench_asha.py).
-RUNG_METRICS = {**METRICS, "train_loss": "min"}
-DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
+RUNG_METRICS = {**RANKING, "train_loss": "min"}
 
 
 class SpaceError(ValueError):
     """An invalid search-space file. The message names the file and the key."""
+
+
+@dataclass
+class AshaSettings:
+    """``search.asha``: ASHA's early stopping (``asha: false``: every trial runs to the end)."""
+    grace_period: int = 1            # the first rung, in epochs
+    reduction_factor: int = 3        # 1 in this many trials goes on at each rung
+    rung_metric: str = ""            # what ASHA compares at a rung: "" (the first objective) or
+                                     # train_loss
 
 
 @dataclass
@@ -68,16 +76,12 @@ class SearchSettings:
     seed: int = 0
     num_samples: int = 8
     max_concurrent: int = 1
-    scheduler: str = "asha"
-    grace_period: int = 1
-    reduction_factor: int = 3
-    rung_metric: str = ""            # what ASHA compares at a rung: "" (= metric) or train_loss
+    asha: AshaSettings | None = field(default_factory=AshaSettings)   # None: no early stopping
     max_failures: int = 0            # retries per trial for infrastructure failures
-    checkpoint: bool = True          # a checkpoint per epoch (needed to resume a trial)
-    checkpoint_every_s: float = 0.0  # >0: a trial checkpoints at most this often (seconds since
-                                     # its last one): for epochs of seconds, where a checkpoint
-                                     # per epoch costs the trial and the driver more than a
-                                     # retry redoes (bench/bench_scale.py); 0: every epoch
+    checkpoint: bool | float = True  # true: a checkpoint per epoch (a retried or resumed trial
+                                     # continues from it); a number N: at most every N seconds,
+                                     # for epochs of seconds, where a checkpoint per epoch costs
+                                     # more than a retry redoes (bench/bench_scale.py); false: none
     exact_resume: bool = True        # false: Tune snapshots the search about once an epoch, not
                                      # after every result (for hundreds of trials: the driver's
                                      # cost per result stays flat, bench/bench_scale.py); a trial
@@ -89,6 +93,11 @@ class SearchSettings:
     plateau_trials: int = 0          # >0: stop the search after this many finished trials in a
     plateau_gain: float = 0.0        # row that beat the best by no more than plateau_gain
                                      # (search/plateau.py)
+
+    @property
+    def checkpoint_every_s(self) -> float:
+        """0: a checkpoint every epoch (or none); else the seconds between checkpoints."""
+        return 0.0 if isinstance(self.checkpoint, bool) else float(self.checkpoint)
 
 
 @dataclass
@@ -102,59 +111,19 @@ class Resources:
 class RetrainSettings:
     epochs: int = 0                  # 0: the winner's own epochs
     seeds: list = field(default_factory=lambda: [0])
-    train_on_public: bool = False
     tta: bool = True                 # also report ten-crop+flip accuracy (beside the plain one)
     top_k: int = 1                   # >1: also retrain the next best distinct configs, ensemble them
     ensemble_seeds: bool = False     # the ensemble also averages the winner's other seeds (with
                                      # top_k 1 and 2 seeds: one config, its mean +- sd and ensemble)
-    pareto: bool = False             # several objectives: retrain every point of the Pareto front
-    pareto_max: int = 5              # (up to this many), each scored once (pareto.csv)
+    pareto: int = 0                  # several objectives: retrain up to this many points of
+                                     # the Pareto front, each scored once (pareto.csv); 0: none
     params: dict = field(default_factory=dict)  # TrainConfig values the retrain sets over the
                                      # winner's: what a short trial cannot judge (regularisation
-                                     # for a long schedule, keep_best)
+                                     # for a long schedule, keep_best, train_on_public)
 
-
-@dataclass
-class Param:
-    name: str
-    kind: str                        # fixed | choice | uniform | loguniform | int
-    value: Any = None                # fixed value, or the choices list
-    low: float | int | None = None
-    high: float | int | None = None
-    step: float | int | None = None
-    log: bool = False
-    default: Any = None              # the value a person would pick without a search (see
-                                     # SearchSpace.default_config); None: derived
-
-    def contains(self, value) -> bool:
-        """Whether the search could propose ``value`` (a choice, or a range point on its step)."""
-        if self.kind == "fixed":
-            return value == self.value
-        if self.kind == "choice":
-            return any(value == v and type(value) is type(v) for v in self.value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            return False
-        if not self.low <= value <= self.high:
-            return False
-        if self.step:
-            k = (value - self.low) / self.step
-            return abs(k - round(k)) < 1e-9
-        return self.kind != "int" or float(value).is_integer()
-
-    def derived_default(self):
-        """TrainConfig's own default where the search could propose it; else the first choice,
-        or the middle of a range (geometric for log ranges), on its step."""
-        own = getattr(TrainConfig(), self.name)
-        if self.contains(own):
-            return own
-        if self.kind == "choice":
-            return self.value[0]
-        log = self.kind == "loguniform" or self.log
-        middle = math.sqrt(self.low * self.high) if log else (self.low + self.high) / 2
-        if self.step:
-            middle = self.low + round((middle - self.low) / self.step) * self.step
-            middle = min(max(middle, self.low), self.high)
-        return int(round(middle)) if self.kind == "int" else float(middle)
+    @property
+    def train_on_public(self) -> bool:
+        return bool(self.params.get("train_on_public", False))
 
 
 @dataclass
@@ -183,30 +152,18 @@ class SearchSpace:
     @property
     def max_epochs(self) -> int:
         p = self.params.get("epochs")
-        if p is None:
-            return TrainConfig().epochs
-        return int(p.value if p.kind == "fixed" else (max(p.value) if p.kind == "choice" else p.high))
+        return TrainConfig().epochs if p is None else int(p.highest())
 
     def backbones(self) -> list[str]:
         p = self.params.get("backbone")
-        if p is None:
-            return [TrainConfig().backbone]
-        return list(p.value) if p.kind == "choice" else [p.value]
+        return [TrainConfig().backbone] if p is None else p.values()
 
     def cap_epochs(self, cap: int) -> None:
         """No trial trains more than ``cap`` epochs (``--max-epochs``): every value of the
         ``epochs`` param is cut to ``cap``; a range or choice that collapses becomes fixed."""
         p = self.params.get("epochs")
-        if p is None or p.kind == "fixed":
-            self.params["epochs"] = Param("epochs", "fixed", value=min(cap, p.value if p else cap))
-        elif p.kind == "choice":
-            p.value = sorted({min(v, cap) for v in p.value})
-            if len(p.value) == 1:
-                self.params["epochs"] = Param("epochs", "fixed", value=p.value[0])
-        else:
-            p.high = min(p.high, cap)
-            if p.low >= p.high:
-                self.params["epochs"] = Param("epochs", "fixed", value=p.high)
+        self.params["epochs"] = Fixed("epochs", value=min(cap, TrainConfig().epochs)) \
+            if p is None else p.capped(cap)
 
     def default_config(self) -> dict[str, Any]:
         """The searched params' values a person would run without a search: each param's
@@ -214,12 +171,12 @@ class SearchSpace:
         its first trial, so the winner is measured against it at the same fidelity."""
         config = {}
         for name, p in self.params.items():
-            if p.kind != "fixed":
+            if p.searched:
                 config[name] = p.default if p.default is not None else p.derived_default()
         backbone = config.get("backbone", self.backbones()[0])
         size = self.params.get("input_size")
-        if size is not None and size.kind == "int" and config["input_size"] < min_input_size(backbone):
-            config["input_size"] = _round_up_to_step(min_input_size(backbone), size.low, size.step or 1)
+        if size is not None and size.searched and config["input_size"] < min_input_size(backbone):
+            config["input_size"] = size.at_least(min_input_size(backbone))
         return config
 
     def is_default(self, config: dict) -> bool:
@@ -233,45 +190,30 @@ class SearchSpace:
         return bool(default) and all(same(config.get(k), v) for k, v in default.items())
 
     def fixed(self) -> dict[str, Any]:
-        return {k: p.value for k, p in self.params.items() if p.kind == "fixed"}
+        return {k: p.value for k, p in self.params.items() if not p.searched}
 
     def suggest(self, trial) -> dict[str, Any]:
         """Optuna define-by-run: suggests every distribution, returns the fixed values."""
         backbone = self.params.get("backbone")
-        if backbone is not None and backbone.kind == "choice":
-            chosen = trial.suggest_categorical("backbone", backbone.value)
-        else:
-            chosen = self.backbones()[0]
+        chosen = backbone.suggest(trial) if backbone is not None else TrainConfig().backbone
         for p in self.params.values():
-            if p.kind == "fixed" or p.name == "backbone":
-                continue
-            if p.kind == "choice":
-                trial.suggest_categorical(p.name, p.value)
-            elif p.kind == "int":
-                low = p.low
-                if p.name == "input_size":  # conditional: start at this backbone's minimum
-                    low = _round_up_to_step(max(p.low, min_input_size(chosen)), p.low, p.step or 1)
-                trial.suggest_int(p.name, int(low), int(p.high), step=int(p.step or 1), log=p.log)
-            else:
-                trial.suggest_float(p.name, float(p.low), float(p.high), step=p.step,
-                                    log=p.kind == "loguniform")
+            if p.searched and p.name != "backbone":  # input_size starts at this backbone's minimum
+                p.suggest(trial, floor=min_input_size(chosen) if p.name == "input_size" else None)
         return self.fixed()
-
-
-def _round_up_to_step(value: int, origin: int, step: int) -> int:
-    return origin + math.ceil((value - origin) / step) * step
 
 
 # --- loading and validation --------------------------------------------------------------------
 
-_SECTIONS = {"name", "data", "metric", "objectives", "constraints", "search", "resources",
-             "retrain", "params"}
+_SECTIONS = {"name", "data", "objectives", "constraints", "search", "resources", "retrain",
+             "params"}
 
 
-def load_space(path: str | Path) -> SearchSpace:
-    """Read and validate a space file; raises SpaceError naming the file and the key."""
+def load_space(path: str | Path, *, upgrade_earlier: bool = False) -> SearchSpace:
+    """Read and validate a space file; raises SpaceError naming the file and the key.
+    ``upgrade_earlier``: a results folder's copy of its space, written by an earlier version,
+    is read in today's keys (search.space_history) instead of refused."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise SpaceError(f"{path}: no such search-space file")
     try:
         raw = load_yaml(path)  # UTF-8 only, a key given twice refused
@@ -281,34 +223,31 @@ def load_space(path: str | Path) -> SearchSpace:
         raise SpaceError(f"{path}: expected a mapping with a 'params' section, got "
                          f"{type(raw).__name__}")
     err = lambda key, msg: SpaceError(f"{path}: {key}: {msg}")  # noqa: E731
+    if upgrade_earlier:
+        raw = upgrade(raw)
     _reject_non_finite(raw, "", err)
-    _reject_unknown(raw, _SECTIONS, "", err)
+    _reject_renamed(raw, err)
+    reject_unknown(raw, _SECTIONS, "", err)
     if not isinstance(raw.get("params"), dict) or not raw["params"]:
         raise err("params", "required: a mapping of TrainConfig fields to values or distributions")
-    metric = raw.get("metric", "val_accuracy")
-    if metric not in METRICS:
-        raise err("metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
-    objectives = parse_objectives(raw.get("objectives"), metric, err)
-    if "metric" in raw and next(iter(objectives)) != metric:
-        raise err("metric", f"{metric} differs from the first objective "
-                  f"{next(iter(objectives))}; drop metric (the first objective is the metric)")
+    objectives = parse_objectives(raw.get("objectives"), err)
     metric = next(iter(objectives))
     constraints = parse_constraints(raw.get("constraints"), err)
     search = _section(raw, "search", SearchSettings, err)
     resources = _section(raw, "resources", Resources, err)
     retrain = _section(raw, "retrain", RetrainSettings, err)
     _check_settings(search, resources, retrain, err)
-    params = {name: _param(name, spec, err) for name, spec in raw["params"].items()}
+    params = {name: parse_param(name, spec, err) for name, spec in raw["params"].items()}
     space = SearchSpace(path=path, name=str(raw.get("name") or path.stem),
-                        data=raw.get("data"), metric=metric, mode=METRICS[metric],
+                        data=raw.get("data"), metric=metric, mode=RANKING[metric],
                         search=search, resources=resources, retrain=retrain, params=params,
                         objectives=objectives, constraints=constraints)
     _check_retrain_params(space, err)
     if retrain.pareto and not space.multi_objective:
         raise err("retrain.pareto", "needs several objectives (objectives: {val_accuracy: max, "
                   "latency_ms: min}): there is no front to retrain")
-    if retrain.pareto_max < 1:
-        raise err("retrain.pareto_max", f"must be >= 1, got {retrain.pareto_max}")
+    if retrain.pareto < 0:
+        raise err("retrain.pareto", f"must be >= 0 (0: no Pareto retrain), got {retrain.pareto}")
     if space.multi_objective and search.plateau_trials:
         raise err("search.plateau_trials", "needs one objective: with several, no single best "
                   "can stop improving")
@@ -340,12 +279,15 @@ def _reject_non_finite(value, key: str, err) -> None:
             _reject_non_finite(v, f"{key}[{i}]", err)
 
 
-def _reject_unknown(mapping: dict, known, prefix: str, err) -> None:
-    for key in mapping:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
-            raise err(f"{prefix}{key}", f"unknown key{hint}")
+def _reject_renamed(raw: dict, err) -> None:
+    """A key of an earlier schema: one line with where that concept lives now."""
+    for old, new in RENAMED.items():
+        *path, key = old.split(".")
+        holder = raw
+        for part in path:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and key in holder:
+            raise err(old, f"no longer a key; it is now {new} (spaces/README.md)")
 
 
 def _section(raw: dict, name: str, cls, err):
@@ -353,21 +295,42 @@ def _section(raw: dict, name: str, cls, err):
     if not isinstance(values, dict):
         raise err(name, f"must be a mapping, got {type(values).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    _reject_unknown(values, fields, f"{name}.", err)
+    reject_unknown(values, fields, f"{name}.", err)
+    values = dict(values)
+    special = {"asha": _asha, "checkpoint": _checkpoint} if cls is SearchSettings else {}
+    parsed = {key: parse(values.pop(key), f"{name}.{key}", err)
+              for key, parse in special.items() if key in values}
     defaults = cls()
     for key, value in values.items():
         expected = type(getattr(defaults, key))
         if expected is str and getattr(defaults, key) == "auto":  # 'auto' or a number
-            if value != "auto" and not _is_number(value):
+            if value != "auto" and not is_number(value):
                 raise err(f"{name}.{key}", f"must be 'auto' or a number, got {value!r}")
             continue
         if not _matches(value, expected):
             raise err(f"{name}.{key}", f"must be {expected.__name__}, got {value!r}")
-    return cls(**values)
+    return cls(**values, **parsed)
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _asha(value, key: str, err) -> AshaSettings | None:
+    """``search.asha``: a mapping of ASHA's settings ({} for its defaults), or false."""
+    if value is False:
+        return None
+    if value is True or value is None:
+        return AshaSettings()
+    if not isinstance(value, dict):
+        raise err(key, f"must be a mapping such as {{grace_period: 1, reduction_factor: 3}}, or "
+                       f"false (no early stopping); got {value!r}")
+    return _section({"asha": value}, "asha", AshaSettings, lambda k, m: err(f"search.{k}", m))
+
+
+def _checkpoint(value, key: str, err) -> bool | float:
+    """``search.checkpoint``: true (every epoch), false (none) or a number of seconds > 0."""
+    if isinstance(value, bool):
+        return value
+    if not is_number(value) or value <= 0:
+        raise err(key, f"must be true (every epoch), false (none) or seconds > 0, got {value!r}")
+    return float(value)
 
 
 def _matches(value, expected: type) -> bool:
@@ -376,23 +339,24 @@ def _matches(value, expected: type) -> bool:
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if expected is float:
-        return _is_number(value)
+        return is_number(value)
     return isinstance(value, expected)
 
 
 def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSettings, err) -> None:
     if search.sampler not in SAMPLERS:
         raise err("search.sampler", f"unknown sampler {search.sampler!r}; one of {', '.join(SAMPLERS)}")
-    if search.scheduler not in SCHEDULERS:
-        raise err("search.scheduler", f"unknown scheduler {search.scheduler!r}; one of {', '.join(SCHEDULERS)}")
-    for key in ("num_samples", "max_concurrent", "grace_period"):
+    for key in ("num_samples", "max_concurrent"):
         if getattr(search, key) < 1:
             raise err(f"search.{key}", f"must be >= 1, got {getattr(search, key)}")
-    if search.reduction_factor < 2:
-        raise err("search.reduction_factor", f"must be >= 2, got {search.reduction_factor}")
-    if search.rung_metric and search.rung_metric not in RUNG_METRICS:
-        raise err("search.rung_metric", f"must be one of {', '.join(RUNG_METRICS)} (or empty: the "
-                                        f"search metric), got {search.rung_metric!r}")
+    asha = search.asha
+    if asha is not None and asha.grace_period < 1:
+        raise err("search.asha.grace_period", f"must be >= 1, got {asha.grace_period}")
+    if asha is not None and asha.reduction_factor < 2:
+        raise err("search.asha.reduction_factor", f"must be >= 2, got {asha.reduction_factor}")
+    if asha is not None and asha.rung_metric and asha.rung_metric not in RUNG_METRICS:
+        raise err("search.asha.rung_metric", f"must be one of {', '.join(RUNG_METRICS)} (or "
+                  f"empty: the first objective), got {asha.rung_metric!r}")
     if not 0 <= search.seed < 2**32:  # Optuna's samplers seed numpy with it
         raise err("search.seed", f"must be an integer in [0, 4294967295], got {search.seed}")
     if search.time_budget_minutes < 0:
@@ -403,8 +367,6 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
         raise err("search.plateau_trials", "must be >= 0 (0 = no plateau stop)")
     if search.plateau_gain < 0:
         raise err("search.plateau_gain", "must be >= 0 (in the metric's units)")
-    if search.checkpoint_every_s < 0:
-        raise err("search.checkpoint_every_s", "must be >= 0 (0 = a checkpoint every epoch)")
     for key in ("cpus_per_trial", "gpus_per_trial"):
         v = getattr(res, key)
         if v != "auto" and v < 0:
@@ -418,13 +380,12 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
     if not retrain.seeds or not all(_matches(s, int) for s in retrain.seeds):
         raise err("retrain.seeds", f"must be a non-empty list of integers, got {retrain.seeds!r}")
     for seed in retrain.seeds:  # each becomes a TrainConfig seed: the field's own rule
-        _check_value("retrain.seeds", "seed", seed, err)
+        check_value("retrain.seeds", "seed", seed, err)
     if len(set(retrain.seeds)) != len(retrain.seeds):  # the same run twice: a false spread
         raise err("retrain.seeds", f"a seed is given twice in {retrain.seeds!r}")
     if retrain.epochs:
-        _check_value("retrain.epochs", "epochs", retrain.epochs, err)
-    own = {"epochs": "retrain.epochs", "seed": "retrain.seeds",
-           "train_on_public": "retrain.train_on_public"}
+        check_value("retrain.epochs", "epochs", retrain.epochs, err)
+    own = {"epochs": "retrain.epochs", "seed": "retrain.seeds"}
     for name, value in retrain.params.items():
         key = f"retrain.params.{name}"
         if name in own:
@@ -432,16 +393,13 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
         if name in _MODEL_FIELDS:  # the search chose (and measured) a model: the retrain trains it
             raise err(key, "changes the model the search chose; retrain.params sets how the "
                            "winner is trained (regularisation, keep_best), not what it is")
-        if name not in _FIELD_TYPES or name in _NOT_TUNABLE:
-            _reject_unknown({name: None}, set(_FIELD_TYPES) - _NOT_TUNABLE - set(own),
-                            "retrain.params.", err)
+        if name not in field_types():
+            reject_unknown({name: None}, set(field_types()) - set(own), "retrain.params.", err)
         if isinstance(value, (dict, list)):
             raise err(key, f"must be one fixed value (the retrain samples nothing), got {value!r}")
-        _check_value(key, name, value, err)
+        check_value(key, name, value, err)
 
 
-_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-_NOT_TUNABLE = {"extra", "device"}
 _MODEL_FIELDS = {"backbone", "input_size", "in_chans", "head_hidden", "pre_logits", "stem_pool",
                  "pretrained", "pretrained_file"}
 
@@ -451,93 +409,19 @@ def _check_retrain_params(space: "SearchSpace", err) -> None:
     could make distinct winners identical ensemble members); keep_best needs PublicTest."""
     for name in space.retrain.params:
         p = space.params.get(name)
-        if p is not None and p.kind != "fixed":
+        if p is not None and p.searched:
             raise err(f"retrain.params.{name}", f"params.{name} is searched; the retrain would "
                       "discard the search's choice (fix it in params, or drop it here)")
+    public = space.params.get("train_on_public")
+    if public is not None and True in public.values():
+        raise err("params.train_on_public", "a trial is judged on PublicTest, so it cannot train "
+                  "on it; set retrain.params.train_on_public for the retrain")
     keep = space.params.get("keep_best")
-    keep_best = space.retrain.params.get("keep_best", keep is not None and (
-        keep.value is True if keep.kind == "fixed" else True in keep.value))
+    keep_best = space.retrain.params.get("keep_best", keep is not None and True in keep.values())
     if keep_best and space.retrain.train_on_public:
         key = "retrain.params.keep_best" if "keep_best" in space.retrain.params else "params.keep_best"
-        raise err(key, "picks an epoch on PublicTest, which retrain.train_on_public trains on; "
+        raise err(key, "picks an epoch on PublicTest, which retrain.params.train_on_public trains on; "
                        "use one or the other")
-
-
-def _param(name: str, spec, err) -> Param:
-    key = f"params.{name}"
-    if name not in _FIELD_TYPES or name in _NOT_TUNABLE:
-        _reject_unknown({name: None}, set(_FIELD_TYPES) - _NOT_TUNABLE, "params.", err)
-    ftype = _FIELD_TYPES[name]
-    if not isinstance(spec, dict):
-        _check_value(key, name, spec, err)
-        return Param(name, "fixed", value=spec)
-    kinds = [k for k in spec if k in DISTRIBUTIONS]
-    if len(kinds) != 1:
-        raise err(key, f"a distribution needs exactly one of {', '.join(DISTRIBUTIONS)}; got keys "
-                       f"{', '.join(map(str, spec)) or 'none'}")
-    kind = kinds[0]
-    _reject_unknown({k: v for k, v in spec.items() if k != kind}, {"step", "log", "default"},
-                    f"{key}.", err)
-    param = _distribution(name, kind, spec, ftype, key, err)
-    if "default" in spec:
-        default = spec["default"]
-        if ftype == "float" and _is_number(default):
-            default = float(default)
-        _check_value(f"{key}.default", name, default, err)
-        if not param.contains(default):
-            raise err(f"{key}.default", f"{default!r} is not a value this {kind} can propose")
-        param.default = default
-    return param
-
-
-def _distribution(name: str, kind: str, spec: dict, ftype: str, key: str, err) -> Param:
-    bounds = spec[kind]
-    if kind == "choice":
-        if not isinstance(bounds, list) or not bounds:
-            raise err(f"{key}.choice", "must be a non-empty list")
-        for v in bounds:
-            _check_value(f"{key}.choice", name, v, err)
-        if len(set(map(repr, bounds))) != len(bounds):
-            raise err(f"{key}.choice", f"has duplicate values: {bounds}")
-        if "step" in spec or "log" in spec:
-            raise err(key, "step/log apply to ranges, not choice")
-        return Param(name, "choice", value=list(bounds))
-    if ftype not in ("int", "float"):
-        raise err(key, f"{name} is {ftype}: use a fixed value or choice, not {kind}")
-    if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) for b in bounds)):
-        raise err(f"{key}.{kind}", f"must be [low, high] numbers, got {bounds!r}")
-    low, high = bounds
-    if not low < high:
-        raise err(f"{key}.{kind}", f"empty or inverted range: low {low} must be < high {high}")
-    if kind == "int" and not (isinstance(low, int) and isinstance(high, int)):
-        raise err(f"{key}.int", f"bounds must be integers, got {bounds}")
-    if ftype == "int" and kind != "int":
-        raise err(key, f"{name} is an integer: use int: [low, high]")
-    if kind == "loguniform" and low <= 0:
-        raise err(f"{key}.loguniform", f"low must be > 0, got {low}")
-    step = spec.get("step")
-    if step is not None and (not _is_number(step) or step <= 0 or step > high - low):
-        raise err(f"{key}.step", f"must be a number in (0, high - low], got {step!r}")
-    if step is not None and kind == "loguniform":
-        raise err(f"{key}.step", "a q-step cannot be combined with loguniform")
-    if kind == "int" and step is not None and not isinstance(step, int):
-        raise err(f"{key}.step", f"must be an integer for int ranges, got {step!r}")
-    log = spec.get("log", False)
-    if not isinstance(log, bool) or (log and kind != "int"):
-        raise err(f"{key}.log", "log: true is for int ranges (use loguniform for floats)")
-    if log and step not in (None, 1):
-        raise err(f"{key}.log", "log: true cannot be combined with a step")
-    for end in (low, high):  # both ends can be proposed: each must be a value the field accepts
-        _check_value(f"{key}.{kind}", name, float(end) if ftype == "float" else end, err)
-    return Param(name, kind, low=low, high=high, step=step, log=log)
-
-
-def _check_value(key: str, name: str, value, err) -> None:
-    """The field's own rule (fer_models.validation), reported at ``key`` of this file."""
-    try:
-        check_field(name, value)
-    except ConfigError as e:
-        raise err(key, str(e).removeprefix(f"{name}: ")) from None
 
 
 def _check_weight_files(space: SearchSpace, err) -> None:
@@ -545,8 +429,7 @@ def _check_weight_files(space: SearchSpace, err) -> None:
     see): a weights file, or a finished model folder. ImageNet weights (``pretrained``) are
     checked against the cache by search.weights, before Ray starts."""
     p = space.params.get("pretrained_file")
-    values = [v for v in ([] if p is None else [p.value] if p.kind == "fixed" else p.value)
-              if v is not None]
+    values = [v for v in ([] if p is None else p.values()) if v is not None]
     for v in values:
         if Path(v).is_dir():
             if not is_model_folder(v):
@@ -562,24 +445,34 @@ def _check_weight_files(space: SearchSpace, err) -> None:
     # Trials run in their own folders (Ray changes into them): hand them absolute paths.
     absolute = lambda v: v if v is None else str(Path(v).resolve())  # noqa: E731
     if p is not None:
-        p.value = absolute(p.value) if p.kind == "fixed" else [absolute(v) for v in p.value]
+        space.params["pretrained_file"] = p.mapped(absolute)
     pretrained = space.params.get("pretrained")
-    if values and pretrained is not None and (pretrained.value is True if pretrained.kind == "fixed"
-                                              else True in pretrained.value):
+    if values and pretrained is not None and True in pretrained.values():
         raise err("params.pretrained", "pretrained: true (ImageNet weights) and a "
                   "pretrained_file cannot both apply; give one")
 
 
 def _check_backbones(space: SearchSpace, err) -> None:
-    size = space.params.get("input_size") or Param("input_size", "fixed", value=TrainConfig().input_size)
+    size = space.params.get("input_size") or Fixed("input_size", value=TrainConfig().input_size)
     for b in space.backbones():
         smallest = min_input_size(b)
-        if size.kind == "fixed" and size.value < smallest:
+        if not size.searched and size.value < smallest:
             raise err("params.input_size", f"{size.value} px is below {b}'s minimum of {smallest} px")
-        if size.kind == "choice" and min(size.value) < smallest:
-            raise err("params.input_size", f"choice {size.value} includes sizes below {b}'s minimum "
-                      f"of {smallest} px; use an int range (int: [low, high], step: N), which "
-                      "starts at each backbone's minimum, or drop the small sizes")
-        if size.kind in ("int",) and size.high < smallest:
-            raise err("params.input_size", f"range tops out at {size.high} px, below {b}'s "
+        if size.searched and not size.is_range and min(size.values()) < smallest:
+            raise err("params.input_size", f"choice {size.values()} includes sizes below {b}'s "
+                      f"minimum of {smallest} px; use an int range (int: [low, high], step: N), "
+                      "which starts at each backbone's minimum, or drop the small sizes")
+        if size.is_range and size.highest() < smallest:
+            raise err("params.input_size", f"range tops out at {size.highest()} px, below {b}'s "
                       f"minimum of {smallest} px")
+    # Options only some backbones have: refused here, not by a trial at run time.
+    drop_path, stem_pool = space.params.get("drop_path"), space.params.get("stem_pool")
+    options = [("drop_path", 0.1, drop_path is not None and drop_path.highest() > 0),
+               ("stem_pool", False, stem_pool is not None and False in stem_pool.values())]
+    for b in space.backbones():
+        for option, value, used in options:
+            if used:
+                try:
+                    check_model_option(b, option, value)
+                except ModelConfigError as e:
+                    raise err(f"params.{option}", f"{b}: {e}") from None

@@ -214,18 +214,16 @@ def _experiment_summary(values: dict[str, list], space_params: dict, measures: b
         seen = [v for v in (hparam_value(x) for x in values[name]) if v is not None]
         param = space_params.get(name)
         info = api_pb2.HParamInfo(name=name)
-        if param is not None and param.kind == "choice":
-            seen += [v for v in (hparam_value(x) for x in param.value) if v is not None]
-        if param is not None and param.kind not in ("choice", "fixed"):
-            seen += [float(param.low), float(param.high)]  # the range, before any trial ran
+        if param is not None:  # the space's values or range ends, known before any trial ran
+            seen += [v for v in (hparam_value(x) for x in param.known_points()) if v is not None]
         kinds = {type(v) for v in seen}
         if not seen:
             continue
-        if kinds == {float} and not (param is not None and param.kind in ("choice", "fixed")):
-            lows = [v for v in (param.low, param.high) if v is not None] if param else []
+        ranged = param.is_range if param is not None else kinds == {float}
+        if ranged and kinds <= {int, float}:
             info.type = api_pb2.DATA_TYPE_FLOAT64
-            info.domain_interval.min_value = float(min(seen + lows))
-            info.domain_interval.max_value = float(max(seen + lows))
+            info.domain_interval.min_value = float(min(seen))
+            info.domain_interval.max_value = float(max(seen))
         else:
             if kinds == {float}:
                 info.type, distinct = api_pb2.DATA_TYPE_FLOAT64, sorted(set(seen))
@@ -258,7 +256,7 @@ def write_hparams_experiment(experiment: Path, space) -> Path:
     trial, so the HParams tab shows :data:`METRICS` while the search runs (without it,
     TensorBoard makes a column of every scalar it finds). The report step rewrites it with the
     values seen."""
-    searched = {name: [] for name, p in space.params.items() if p.kind != "fixed"}
+    searched = {name: [] for name, p in space.params.items() if p.searched}
     return write_events_file(Path(experiment),
                              [_experiment_summary(searched, space.params, space.measures)])
 
@@ -267,7 +265,7 @@ def _load_space_params(folder: ExperimentFolder) -> dict:
     try:
         from .space import load_space
 
-        return load_space(folder.space_yaml).params
+        return load_space(folder.space_yaml, upgrade_earlier=True).params
     except Exception:  # an unreadable copy only costs the domains their space bounds
         return {}
 

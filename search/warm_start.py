@@ -83,7 +83,7 @@ def check_folder(folder: Path, space: SearchSpace, data_path: Path) -> tuple[dic
     try:
         summary = json.loads(ef.summary_json.read_text(encoding="utf-8"))
         run = json.loads(ef.run_json.read_text(encoding="utf-8"))
-        earlier = load_space(ef.space_yaml)
+        earlier = load_space(ef.space_yaml, upgrade_earlier=True)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, SpaceError) as e:
         raise _fail(folder, f"corrupt: {str(e)[:200]}") from None
     if not isinstance(summary, dict) or not isinstance(run, dict) \
@@ -107,13 +107,7 @@ def _number(v) -> float | None:
 def _as_space_value(p, value):
     """A value read back from trials.csv in the type the space proposes (pandas reads an int
     column with a gap as floats: 40.0 is the choice 40)."""
-    if p.kind == "choice":
-        for choice in p.value:
-            if value == choice and isinstance(value, bool) == isinstance(choice, bool):
-                return choice
-    if p.kind == "int" and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    return p.from_table(value)
 
 
 def _misfit(config: dict, space: SearchSpace, earlier: SearchSpace) -> str | None:
@@ -122,10 +116,10 @@ def _misfit(config: dict, space: SearchSpace, earlier: SearchSpace) -> str | Non
         if name in config and config[name] != value:
             return f"{name} differs from this space's fixed {value!r}"
     for name, p in space.params.items():
-        if p.kind != "fixed" and not p.contains(config.get(name)):
+        if p.searched and not p.contains(config.get(name)):
             return f"{name} outside this space's {p.kind}"
     for name, p in earlier.params.items():
-        if p.kind != "fixed" and name not in space.params:
+        if p.searched and name not in space.params:
             return f"{name} was searched there and is not in this space"
     return None
 
@@ -150,7 +144,7 @@ def frozen_trial(space: SearchSpace, config: dict, status: str, value: float | N
     import optuna
 
     scratch = optuna.create_study(direction="maximize" if space.mode == "max" else "minimize")
-    searched = {k: config[k] for k, p in space.params.items() if p.kind != "fixed"}
+    searched = {k: config[k] for k, p in space.params.items() if p.searched}
     scratch.enqueue_trial(searched)
     trial = scratch.ask()
     space.suggest(trial)
@@ -209,7 +203,7 @@ def load_warm_start(folders, space: SearchSpace, data_path: Path) -> list[Inheri
             got.trials.append(trial)
             got.rows.append({**row, INHERITED_COLUMN: str(folder)})
             if str(row["trial_id"]) == str(summary.get("best_trial")):
-                got.winner = {k: config[k] for k, p in space.params.items() if p.kind != "fixed"}
+                got.winner = {k: config[k] for k, p in space.params.items() if p.searched}
         out.append(got)
     return out
 

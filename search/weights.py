@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer_models.cli import EXIT_BAD_INPUT, prog
+from fer_models.cli import EXIT_BAD_INPUT, error_line, prog
 from fer_models.config import TrainConfig
 from fer_models.textfiles import InputFileError, load_yaml
 from fer_models.weights import (CACHE_ENV, FETCH_COMMAND, HubWeights, WeightsError,
@@ -40,7 +40,7 @@ class PlannedWeights:
 def pretrained_backbones(space: SearchSpace) -> list[str]:
     """Backbones a trial of ``space`` can start from ImageNet weights with."""
     p = space.params.get("pretrained")
-    can = p is not None and (p.value is True if p.kind == "fixed" else True in p.value)
+    can = p is not None and True in p.values()
     return space.backbones() if can else []
 
 
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         backbones = seed_file_backbones(path) if is_seed_file else pretrained_backbones(load_space(path))
         entries = plan(backbones, args.weights_cache)
     except (SpaceError, InputFileError, WeightsError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     cache = args.weights_cache or hub_cache_dir()
     if not entries:

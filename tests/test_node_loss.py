@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 SPACE = {
     "name": "node-loss",
     "search": {"sampler": "random", "seed": 0, "num_samples": 4, "max_concurrent": 2,
-               "scheduler": "none", "max_failures": 2, "checkpoint": True},
+               "asha": False, "max_failures": 2, "checkpoint": True},
     "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
     "retrain": {"epochs": 1, "seeds": [0], "tta": False},
     "params": {"backbone": "resnet10t", "epochs": EPOCHS, "batch_size": 64,

@@ -72,17 +72,20 @@ def test_pareto_front_keeps_exactly_the_non_dominated_feasible_completed_trials(
     ("objectives: {val_accuracy: up}\n", "objectives.val_accuracy: direction must be max or min"),
     ("objectives: {latency_ms: min, val_accuracy: max}\n", "objectives: the first objective"),
     ("objectives: {val_accuracy: max, val_loss: min}\n", "not both"),
-    ("objectives: [val_accuracy]\n", "objectives: must be a mapping"),
+    ("objectives: [val_accuracy]\n", "objectives: must be val_accuracy or val_loss, or a mapping"),
+    ("objectives: accuracy\n", "objectives: one objective is one of val_accuracy, val_loss"),
     ("constraints: {ms: {max: 5}}\n", "constraints.ms: unknown measure"),
     ("constraints: {latency_ms: {below: 5}}\n", "constraints.latency_ms: must be a mapping with max"),
     ("constraints: {latency_ms: {max: fast}}\n", "constraints.latency_ms.max: must be a number"),
     ("constraints: {params_m: {min: 5, max: 1}}\n", "min 5 is above max 1"),
     ("objectives: {val_accuracy: max, latency_ms: min}\nsearch: {sampler: cmaes}\n",
      "search.sampler: cmaes optimises one objective"),
-    ("metric: val_loss\nobjectives: {val_accuracy: max}\n", "metric: val_loss differs"),
-    ("retrain: {pareto: true}\n", "retrain.pareto: needs several objectives"),
-    ("objectives: {val_accuracy: max, latency_ms: min}\nretrain: {pareto: true, pareto_max: 0}\n",
-     "retrain.pareto_max: must be >= 1"),
+    ("metric: val_loss\nobjectives: {val_accuracy: max}\n", "metric: no longer a key; it is now objectives"),
+    ("retrain: {pareto: 3}\n", "retrain.pareto: needs several objectives"),
+    ("objectives: {val_accuracy: max, latency_ms: min}\nretrain: {pareto: -1}\n",
+     "retrain.pareto: must be >= 0"),
+    ("objectives: {val_accuracy: max, latency_ms: min}\nretrain: {pareto: true, pareto_max: 3}\n",
+     "retrain.pareto_max: no longer a key; it is now retrain.pareto"),
 ])
 def test_bad_objectives_and_constraints_exit_2_before_ray(text, where, tmp_path, never_read, capsys):
     code, err = run_search(text + "params:\n  backbone: resnet10t\n", tmp_path, never_read, capsys)
@@ -102,10 +105,10 @@ SPACE = """\
 name: pareto-test
 objectives: {{val_accuracy: max, latency_ms: min}}
 constraints: {{params_m: {{max: {limit}}}}}
-search: {{sampler: nsga2, seed: 0, num_samples: 5, max_concurrent: 1, scheduler: asha,
-         grace_period: 1, reduction_factor: 2, checkpoint: false}}
+search: {{sampler: nsga2, seed: 0, num_samples: 5, max_concurrent: 1,
+         asha: {{grace_period: 1, reduction_factor: 2}}, checkpoint: false}}
 resources: {{cpus_per_trial: 1}}
-retrain: {{epochs: 1, seeds: [0], tta: false, pareto: true, pareto_max: 3}}
+retrain: {{epochs: 1, seeds: [0], tta: false, pareto: 3}}
 params:
   backbone: {{choice: [test_resnet, test_efficientnet, test_nfnet]}}
   input_size: {{choice: [32, 48]}}

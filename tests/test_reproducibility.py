@@ -25,7 +25,7 @@ def _search(space, data, folder) -> list[tuple[dict, list[dict]]]:
     folder.mkdir()
     results = build_tuner(space, data, folder, {"cpu": 1, "gpu": 0}, verbose=0).fit()
     assert not results.errors, results.errors
-    # checkpoint_every_s paces checkpoints out: none within an hour of a trial's start
+    # search.checkpoint: 3600 paces checkpoints out: none within an hour of a trial's start
     assert all(r.checkpoint is None for r in results)
     assert not list(folder.glob("*/checkpoint_*"))
     runs = []
@@ -39,8 +39,8 @@ def _search(space, data, folder) -> list[tuple[dict, list[dict]]]:
 def test_a_seeded_search_twice_gives_the_same_trials(tmp_path, small_data):
     space_file = tmp_path / "repro.yaml"
     space_file.write_text("""
-search: {sampler: tpe, seed: 7, num_samples: 3, max_concurrent: 1, scheduler: asha,
-         grace_period: 1, reduction_factor: 2, checkpoint: true, checkpoint_every_s: 3600}
+search: {sampler: tpe, seed: 7, num_samples: 3, max_concurrent: 1,
+         asha: {grace_period: 1, reduction_factor: 2}, checkpoint: 3600}
 params:
   backbone: resnet10t
   epochs: 2

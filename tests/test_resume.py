@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 
 SPACE = """
 name: resume
-search: {sampler: tpe, seed: 1, num_samples: 4, max_concurrent: 1, scheduler: asha,
-         grace_period: 1, reduction_factor: 2}
+search: {sampler: tpe, seed: 1, num_samples: 4, max_concurrent: 1,
+         asha: {grace_period: 1, reduction_factor: 2}}
 retrain: {epochs: 1, seeds: [0], tta: false}
 params:
   backbone: resnet10t
@@ -131,7 +131,7 @@ def test_nan_trial_is_marked_failed_and_search_completes(tmp_path, small_data):
     from tests.faults import trial_diverging_when_seed_is_1
 
     outcome = _run_in_process("""
-search: {sampler: random, seed: 0, num_samples: 4, scheduler: none}
+search: {sampler: random, seed: 0, num_samples: 4, asha: false}
 retrain: {epochs: 1, tta: false}
 params: {backbone: resnet10t, epochs: 1, batch_size: 64, seed: {choice: [0, 1]}}
 """, tmp_path, "nan", small_data, trial_diverging_when_seed_is_1)
@@ -160,7 +160,7 @@ def test_all_trials_failing_exits_3_with_a_message(tmp_path, small_csv, monkeypa
         search.experiment.run_experiment, trial_fn=trial_always_diverging))
     space = tmp_path / "allnan.yaml"
     space.write_text("""
-search: {num_samples: 1, scheduler: none}
+search: {num_samples: 1, asha: false}
 params: {backbone: resnet10t, epochs: 1, batch_size: 64, lr: {loguniform: [1.0e-4, 1.0e-2]}}
 """)
     code = main([str(space), "--data", str(small_csv), "--output", str(tmp_path),
@@ -179,7 +179,7 @@ def test_killed_trial_worker_is_retried_and_search_completes(tmp_path, small_csv
 
     space = tmp_path / "kill.yaml"
     space.write_text("""
-search: {sampler: random, seed: 0, num_samples: 2, scheduler: none, max_failures: 1}
+search: {sampler: random, seed: 0, num_samples: 2, asha: false, max_failures: 1}
 retrain: {epochs: 1, tta: false}
 params: {backbone: resnet10t, epochs: 3, batch_size: 128, lr: {loguniform: [1.0e-3, 3.0e-3]}}
 """)

@@ -241,3 +241,45 @@ def test_the_end_of_the_search_is_printed_once(smoke_run):
     for start in ("best trial ", "retraining ", "winner vs the space's default", "PrivateTest accuracy: "):
         assert sum(line.startswith(start) for line in lines) <= 1, start
     assert sum(line.startswith("best trial ") for line in lines) == 1
+
+
+def test_retrain_only_keeps_the_earlier_retrain_and_counts_privatetest_looks(smoke_run, tmp_path,
+                                                                             capsys):
+    """--retrain-only overwrites nothing: the first retrain's outputs move, byte for byte, to
+    earlier-retrains/1/, and the new summary says PrivateTest has now been looked at twice."""
+    import shutil
+
+    import ray
+
+    from search.run import main
+
+    _, exp = smoke_run
+    copy = tmp_path / "smoke"
+    shutil.copytree(exp, copy, symlinks=True)
+    before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()
+              and p.relative_to(copy).parts[0] in ExperimentFolder.RETRAIN_OUTPUTS}
+    assert json.loads((copy / "summary.json").read_text())["private_test_looks"] == 1
+    code = main(["--resume", str(copy), "--retrain-only", "--retrain-epochs", "1"])
+    out = capsys.readouterr().out
+    assert not ray.is_initialized()
+    assert code == 0, out[-2000:]
+    kept = copy / "earlier-retrains" / "1"
+    assert f"the earlier retrain is kept in {kept}" in out
+    assert {p: kept.joinpath(p).read_bytes() for p in before} == before
+    summary = json.loads((copy / "summary.json").read_text())
+    assert summary["private_test_looks"] == 2 and summary["retrain_epochs"] == 1
+    assert ExperimentFolder(copy).trial_dirs(pd.read_csv(copy / "trials.csv", dtype={"trial_id": str})
+                                             ["trial_id"]).keys()  # the archive is not a trial
+
+
+def test_retrain_only_refuses_a_search_that_never_finished(tmp_path, capsys):
+    from search.run import main
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "run.json").write_text(json.dumps({"overrides": {}, "data": str(tmp_path / "x.csv")}))
+    (exp / "space.yaml").write_text("params: {backbone: resnet10t, epochs: 1}\n")
+    (tmp_path / "x.csv").write_text("emotion,pixels,Usage\n")
+    code = main(["--resume", str(exp), "--retrain-only"])
+    err = capsys.readouterr().err
+    assert code == 2 and "its search has not finished" in err and err.count("\n") == 1, err

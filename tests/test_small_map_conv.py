@@ -89,7 +89,7 @@ def test_fit_uses_the_switch_and_hands_back_plain_convs(small_data):
                    Split(small_data.public_test.images[:64], small_data.public_test.labels[:64]),
                    None, "x")
     cfg = TrainConfig(backbone="resnet10t", epochs=1, batch_size=64, threads=1, device="cpu",
-                      cpu_bf16=True)
+                      precision="bf16")
     for switch in (True, False):
         model = create_model("resnet10t", input_size=48)
         seen = []

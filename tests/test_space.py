@@ -50,14 +50,26 @@ BAD_SPACES = [
      "params.input_size", "int range"),
     ("input_range_below_minimum", "params: {backbone: inception_v3, input_size: {int: [32, 64]}}", "params.input_size", "75"),
     ("unknown_sampler", "search: {sampler: bayes}\nparams: {epochs: 1}", "search.sampler", "tpe"),
-    ("unknown_scheduler", "search: {scheduler: hyperband}\nparams: {epochs: 1}", "search.scheduler", "asha"),
+    ("old_scheduler_key", "search: {scheduler: hyperband}\nparams: {epochs: 1}", "search.scheduler", "now search.asha"),
+    ("old_grace_period_key", "search: {grace_period: 2}\nparams: {epochs: 1}", "search.grace_period", "now search.asha.grace_period"),
+    ("asha_not_a_mapping", "search: {asha: hyperband}\nparams: {epochs: 1}", "search.asha", "false (no early stopping)"),
+    ("asha_typo", "search: {asha: {grace: 2}}\nparams: {epochs: 1}", "search.asha.grace", "did you mean 'grace_period'"),
+    ("asha_zero_grace", "search: {asha: {grace_period: 0}}\nparams: {epochs: 1}", "search.asha.grace_period", ">= 1"),
+    ("asha_reduction_one", "search: {asha: {reduction_factor: 1}}\nparams: {epochs: 1}", "search.asha.reduction_factor", ">= 2"),
+    ("train_on_public_in_a_trial", "params: {train_on_public: true}", "params.train_on_public", "retrain.params.train_on_public"),
+    ("drop_path_without_stochastic_depth", "params: {backbone: vgg11, drop_path: {uniform: [0.0, 0.2]}}", "params.drop_path", "no stochastic depth"),
+    ("stem_pool_off_without_a_stem_pool", "params: {backbone: {choice: [resnet10t, mobilenetv3_small_100]}, stem_pool: {choice: [true, false]}}", "params.stem_pool", "mobilenetv3_small_100"),
+    ("log_int_range_from_zero", "params: {head_hidden: {int: [0, 512], log: true}}", "params.head_hidden.int", "above 0"),
+    ("int_step_past_a_bound", "params: {crop: {int: [0, 8], step: 4}}", "params.crop.int", "got 4"),
     ("unknown_optimizer", "params: {optimizer: adamww}", "params.optimizer", "did you mean"),
     ("unknown_lr_scheduler", "params: {scheduler: step}", "params.scheduler", "cosine"),
-    ("unknown_metric", "metric: accuracy\nparams: {epochs: 1}", "metric", "val_accuracy"),
+    ("old_metric_key", "metric: accuracy\nparams: {epochs: 1}", "metric", "now objectives"),
+    ("unknown_objective", "objectives: accuracy\nparams: {epochs: 1}", "objectives", "val_accuracy"),
     ("negative_resources", "resources: {cpus_per_trial: -1}\nparams: {epochs: 1}", "resources.cpus_per_trial", ">= 0"),
     ("bad_seeds", "retrain: {seeds: []}\nparams: {epochs: 1}", "retrain.seeds", "non-empty"),
     ("negative_time_budget", "search: {time_budget_minutes: -1}\nparams: {epochs: 1}", "search.time_budget_minutes", ">= 0"),
-    ("negative_checkpoint_pace", "search: {checkpoint_every_s: -5}\nparams: {epochs: 1}", "search.checkpoint_every_s", ">= 0"),
+    ("negative_checkpoint_pace", "search: {checkpoint: -5}\nparams: {epochs: 1}", "search.checkpoint", "seconds > 0"),
+    ("old_checkpoint_pace_key", "search: {checkpoint_every_s: 60}\nparams: {epochs: 1}", "search.checkpoint_every_s", "now search.checkpoint"),
     ("zero_top_k", "retrain: {top_k: 0}\nparams: {epochs: 1}", "retrain.top_k", ">= 1"),
     ("text_top_k", "retrain: {top_k: two}\nparams: {epochs: 1}", "retrain.top_k", "int"),
     ("text_drop_duplicates", "search: {drop_duplicates: yes please}\nparams: {epochs: 1}", "search.drop_duplicates", "bool"),
@@ -70,8 +82,9 @@ BAD_SPACES = [
     ("retrain_param_epochs", "retrain: {params: {epochs: 9}}\nparams: {epochs: 1}", "retrain.params.epochs", "retrain.epochs"),
     ("retrain_param_model", "retrain: {params: {backbone: resnet18}}\nparams: {epochs: 1}", "retrain.params.backbone", "changes the model"),
     ("retrain_param_searched", "retrain: {params: {lr: 0.01}}\nparams: {lr: {loguniform: [0.001, 0.1]}}", "retrain.params.lr", "params.lr is searched"),
-    ("keep_best_param_on_public", "retrain: {train_on_public: true}\nparams: {keep_best: true}", "params.keep_best", "train_on_public"),
-    ("retrain_keep_best_on_public", "retrain: {train_on_public: true, params: {keep_best: true}}\nparams: {epochs: 1}", "retrain.params.keep_best", "train_on_public"),
+    ("keep_best_param_on_public", "retrain: {params: {train_on_public: true}}\nparams: {keep_best: true}", "params.keep_best", "train_on_public"),
+    ("old_train_on_public_key", "retrain: {train_on_public: true}\nparams: {epochs: 1}", "retrain.train_on_public", "now retrain.params.train_on_public"),
+    ("retrain_keep_best_on_public", "retrain: {params: {train_on_public: true, keep_best: true}}\nparams: {epochs: 1}", "retrain.params.keep_best", "train_on_public"),
     ("no_params", "search: {num_samples: 2}", "params", "required"),
     ("top_level_list", "- a\n- b", "", "expected a mapping"),
     ("invalid_yaml", "params: {lr: [1, 2\n", "", "not valid YAML"),
@@ -230,19 +243,22 @@ def test_resume_refuses_search_overrides_but_retrain_only_takes_retrain_ones(tmp
 
 def test_rung_metric_is_validated_and_defaults_to_the_metric(tmp_path):
     good = tmp_path / "rung.yaml"
-    good.write_text("search: {rung_metric: train_loss}\nparams: {backbone: resnet10t}\n")
-    assert load_space(good).search.rung_metric == "train_loss"
+    good.write_text("search: {asha: {rung_metric: train_loss}}\nparams: {backbone: resnet10t}\n")
+    assert load_space(good).search.asha.rung_metric == "train_loss"
     plain = tmp_path / "plain.yaml"
     plain.write_text("params: {backbone: resnet10t}\n")
-    assert load_space(plain).search.rung_metric == ""
+    assert load_space(plain).search.asha.rung_metric == ""
+    off = tmp_path / "off.yaml"
+    off.write_text("search: {asha: false}\nparams: {backbone: resnet10t}\n")
+    assert load_space(off).search.asha is None
     bad = tmp_path / "bad.yaml"
-    bad.write_text("search: {rung_metric: train_acc}\nparams: {backbone: resnet10t}\n")
-    with pytest.raises(SpaceError, match=r"search.rung_metric.*train_loss.*train_acc"):
+    bad.write_text("search: {asha: {rung_metric: train_acc}}\nparams: {backbone: resnet10t}\n")
+    with pytest.raises(SpaceError, match=r"search.asha.rung_metric.*train_loss.*train_acc"):
         load_space(bad)
 
 
 def test_asha_rungs_compare_the_rung_metric(tmp_path, small_data):
-    """search.rung_metric reaches the real ASHA: a trial-function whose PublicTest accuracy is the
+    """search.asha.rung_metric reaches the real ASHA: a trial-function whose PublicTest accuracy is the
     same for every config (so ASHA on it would stop nothing) and whose training loss is its lr."""
     from search.experiment import build_tuner
     from search.experiment_folder import ExperimentFolder
@@ -257,7 +273,7 @@ def test_asha_rungs_compare_the_rung_metric(tmp_path, small_data):
 
     path = tmp_path / "rungs.yaml"
     path.write_text("search: {sampler: random, seed: 3, num_samples: 8, max_concurrent: 1,\n"
-                    "         grace_period: 1, reduction_factor: 2, rung_metric: train_loss,\n"
+                    "         asha: {grace_period: 1, reduction_factor: 2, rung_metric: train_loss},\n"
                     "         checkpoint: false}\n"
                     "params: {backbone: resnet10t, epochs: 4, lr: {loguniform: [1.0e-4, 1.0e-1]}}\n")
     space = load_space(path)

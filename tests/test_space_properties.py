@@ -36,7 +36,7 @@ spaces = st.fixed_dictionaries(
     optional={"search": st.fixed_dictionaries({}, optional={
         "num_samples": st.one_of(st.integers(-1, 5), junk),
         "sampler": st.sampled_from(["tpe", "random", "cmaes", "gp", "qmc", "bayes"]),
-        "scheduler": st.sampled_from(["asha", "none", "pbt"])})})
+        "asha": st.sampled_from([False, {}, {"grace_period": 2}, "pbt", {"grace_period": 0}])})})
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -112,13 +112,13 @@ def test_same_seed_same_history_other_seed_differs(tiny, reference):
 
 def test_bf16_autocast_where_asked_and_supported():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert uses_bf16(cfg_(cpu_bf16=True), cpu) == cpu_has_bf16()  # fp32 on CPUs without bf16
-    assert not uses_bf16(cfg_(), cpu) and not uses_bf16(cfg_(cpu_bf16=True), torch.device("meta"))
-    assert uses_bf16(cfg_(), cuda) and not uses_bf16(cfg_(amp=False), cuda)
+    assert uses_bf16(cfg_(precision="bf16"), cpu) == cpu_has_bf16()  # fp32 on CPUs without bf16
+    assert not uses_bf16(cfg_(), cpu) and not uses_bf16(cfg_(precision="bf16"), torch.device("meta"))
+    assert uses_bf16(cfg_(), cuda) and not uses_bf16(cfg_(precision="fp32"), cuda)
 
 
 def test_cpu_bf16_reruns_exactly_and_differs_from_fp32(tiny, reference):
-    cfg = cfg_(cpu_bf16=True)
+    cfg = cfg_(precision="bf16")
     first, again = fit(cfg, tiny), fit(cfg, tiny)
     assert metrics_only(first.history) == metrics_only(again.history)  # seeded: bit for bit
     assert states_equal(first.model, again.model)

@@ -28,8 +28,8 @@ def narrower_space(tmp_path: Path, winner: pd.Series, metric: str = "val_accurac
     is searched here (the earlier fixed 0.1 fits)."""
     path = tmp_path / "narrow.yaml"
     path.write_text(f"""
-metric: {metric}
-search: {{sampler: tpe, seed: 1, num_samples: 2, max_concurrent: 1, scheduler: none}}
+objectives: {metric}
+search: {{sampler: tpe, seed: 1, num_samples: 2, max_concurrent: 1, asha: false}}
 retrain: {{epochs: 1, seeds: [0], tta: false}}
 params:
   backbone: resnet10t

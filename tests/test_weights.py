@@ -147,7 +147,7 @@ def test_pretrained_and_pretrained_file_together_are_refused():
 
 PRETRAINED_SPACE = """\
 name: transfer-test
-search: {sampler: random, seed: 3, num_samples: 4, max_concurrent: 1, scheduler: none,
+search: {sampler: random, seed: 3, num_samples: 4, max_concurrent: 1, asha: false,
          checkpoint: false}
 resources: {cpus_per_trial: 1}
 retrain: {epochs: 1, seeds: [0], tta: false}
