@@ -538,6 +538,18 @@ def _data_arg(command: str) -> str | None:
 
 def _markdown(folder, summary, metrics, table, winner_id, importance, figures, problems,
               front=None) -> str:
+    lines = _headline_lines(folder, summary, metrics, table, winner_id)
+    lines += _private_test_lines(metrics, figures, problems)
+    if "latency_ms" in table:
+        lines += _deployment_lines(table, summary, front, winner_id, figures, problems)
+    lines += _search_lines(importance, figures, problems)
+    lines += _trials_lines(table, winner_id)
+    lines += _reproduce_lines(folder, summary)
+    return "\n".join(lines)
+
+
+def _headline_lines(folder, summary, metrics, table, winner_id) -> list[str]:
+    """The winner, what it beat, PrivateTest, and the run's facts."""
     name = folder.path.name
     lines = [f"# Search report: {name}", ""]
     win = table[table["trial_id"] == winner_id]
@@ -573,8 +585,11 @@ def _markdown(folder, summary, metrics, table, winner_id, importance, figures, p
     ]
     lines += [f"| {k} | {v} |" for k, v in facts]
 
-    # PrivateTest
-    lines += ["", "## PrivateTest (the retrained winner, scored once)", ""]
+    return lines
+
+
+def _private_test_lines(metrics, figures, problems) -> list[str]:
+    lines = ["", "## PrivateTest (the retrained winner, scored once)", ""]
     if metrics:
         seeds = metrics.get("per_seed", [])
         plain = [s["accuracy"] for s in seeds] or [metrics["accuracy"]]
@@ -603,12 +618,11 @@ def _markdown(folder, summary, metrics, table, winner_id, importance, figures, p
     for key, caption in (("confusion", "PrivateTest confusion matrix"),
                          ("per_class", "PrivateTest accuracy per class")):
         lines += _figure_lines(key, caption, figures, problems)
+    return lines
 
-    if "latency_ms" in table:
-        lines += _deployment_lines(table, summary, front, winner_id, figures, problems)
 
-    # Search
-    lines += ["", "## The search"]
+def _search_lines(importance, figures, problems) -> list[str]:
+    lines = ["", "## The search"]
     lines += _figure_lines("curves", "Learning curves", figures, problems,
                            "Solid: completed; dashed, ending in a triangle: stopped early by ASHA "
                            "(grey verticals: ASHA rungs); dotted, ending in a cross: failed; "
@@ -626,8 +640,11 @@ def _markdown(folder, summary, metrics, table, winner_id, importance, figures, p
     else:
         lines.append(f"Not estimated: {importance.get('note', 'no data')}")
 
-    # Trials table
-    lines += ["", "### Trials", ""]
+    return lines
+
+
+def _trials_lines(table, winner_id) -> list[str]:
+    lines = ["", "### Trials", ""]
     config_cols = config_columns(table)
     varying = [c for c in config_cols
                if table[c].astype(str).nunique(dropna=False) > 1]
@@ -655,8 +672,11 @@ def _markdown(folder, summary, metrics, table, winner_id, importance, figures, p
         lines += [f"- `{r['trial_id']}` after {int(r['epochs'])} epoch(s): {r['error'] or 'no reason recorded'}"
                   for _, r in failed.iterrows()]
 
-    # Winner config and reproduction
-    lines += ["", "## The winner's configuration (`best.yaml`)", ""]
+    return lines
+
+
+def _reproduce_lines(folder, summary) -> list[str]:
+    lines = ["", "## The winner's configuration (`best.yaml`)", ""]
     best = folder.best_yaml
     lines += (["```yaml", best.read_text().rstrip(), "```"] if best.is_file()
               else ["best.yaml is missing."])
@@ -672,7 +692,7 @@ def _markdown(folder, summary, metrics, table, winner_id, importance, figures, p
               "", "Every trial and the retrain in TensorBoard (scalars, HParams, the confusion "
               "matrix under Images):", "", "```bash",
               f"tensorboard --logdir {shlex.quote(str(folder.path))} --host 127.0.0.1", "```", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def _figure_lines(key, caption, figures, problems, note: str = "") -> list[str]:
