@@ -108,32 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     # 1. Everything that can be wrong with the input, before Ray or any compute starts.
     try:
-        _check_numbers(args)
-        inherited = []
-        if args.resume:
-            if args.warm_start:
-                raise UsageError("--warm-start starts a new search and --resume continues one: "
-                                 "give one of them")
-            space, data_path, experiment = _prepare_resume(args)
-        else:
-            if not args.space:
-                raise UsageError("give a SPACE.yaml file (or --resume DIR); see --help")
-            if args.retrain_only:
-                raise UsageError("--retrain-only needs --resume DIR")
-            space = load_space(args.space)
-            apply_overrides(space, vars(args))
-            data_path = data_path_of(args.data, space)
-            output = _output_folder(args.output)
-            given = args.name is not None
-            name = args.name if given else f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
-            _check_name(name, "--name" if given else f"name in {space.path}")
-            experiment = output / name
-            if experiment.exists() and any(experiment.iterdir()):
-                raise UsageError(f"{experiment} already exists and is not empty; choose another "
-                                 "--name, or continue it with --resume (results there are kept)")
-            _check_writable(output)
-            if args.warm_start:
-                inherited = load_warm_start(args.warm_start, space, data_path)
+        space, data_path, experiment, inherited = _inputs(args)
         cache = _use_weights_cache(args, experiment)
         require_cached(space, cache)  # ImageNet weights: trials never download, so they must be here
         print(f"Loading {data_path} ...", flush=True)
@@ -192,7 +167,41 @@ def main(argv: list[str] | None = None) -> int:
         # Workers' output reaches the driver asynchronously; after shutdown none can land below
         # the result lines (the last line stays the PrivateTest accuracy).
         ray.shutdown()
-    metrics = outcome["metrics"]
+    _print_private_test(outcome["metrics"])
+    return 0
+
+
+def _inputs(args):
+    """(space, data path, experiment folder, warm-start inputs) of this command, every input
+    checked; raises the input errors main turns into one line and exit 2."""
+    _check_numbers(args)
+    if args.resume:
+        if args.warm_start:
+            raise UsageError("--warm-start starts a new search and --resume continues one: "
+                             "give one of them")
+        return (*_prepare_resume(args), [])
+    if not args.space:
+        raise UsageError("give a SPACE.yaml file (or --resume DIR); see --help")
+    if args.retrain_only:
+        raise UsageError("--retrain-only needs --resume DIR")
+    space = load_space(args.space)
+    apply_overrides(space, vars(args))
+    data_path = data_path_of(args.data, space)
+    output = _output_folder(args.output)
+    given = args.name is not None
+    name = args.name if given else f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    _check_name(name, "--name" if given else f"name in {space.path}")
+    experiment = output / name
+    if experiment.exists() and any(experiment.iterdir()):
+        raise UsageError(f"{experiment} already exists and is not empty; choose another "
+                         "--name, or continue it with --resume (results there are kept)")
+    _check_writable(output)
+    inherited = load_warm_start(args.warm_start, space, data_path) if args.warm_start else []
+    return space, data_path, experiment, inherited
+
+
+def _print_private_test(metrics: dict) -> None:
+    """The last lines: PrivateTest, TTA and ensemble figures; the very last is the plain one."""
     if "tta" in metrics:
         print(f"PrivateTest accuracy with ten-crop TTA: {metrics['tta']['accuracy']:.4f}", flush=True)
     if "ensemble" in metrics:
@@ -202,7 +211,6 @@ def main(argv: list[str] | None = None) -> int:
               f"(members: " + ", ".join(f"{m['accuracy']:.4f}" for m in ens["members"]) + ")",
               flush=True)
     print(f"PrivateTest accuracy: {metrics['accuracy']:.4f} (n={metrics['n']})", flush=True)
-    return 0
 
 
 # Each command-line override (argparse's name) and the space key it sets; None: --max-epochs,
