@@ -292,10 +292,7 @@ def _prepare_resume(args):
     except UntrustedFolder as e:
         raise UsageError(str(e)) from None
     record = folder.read_run()
-    missing = [k for k in ("overrides", "data") if k not in record]
-    if missing:
-        raise UsageError(f"{run_file}: lacks {', '.join(missing)}; it was not written by this tool "
-                         "or was edited")
+    _check_run_record(record, run_file)
     space = load_space(folder.space_yaml, upgrade_earlier=True)
     apply_overrides(space, record["overrides"])
     # A resumed search keeps its settings; a new retrain of it may change the retrain's.
@@ -317,6 +314,36 @@ def _prepare_resume(args):
         raise UsageError(f"{experiment} already finished ({folder.SUMMARY} exists); "
                          "use --retrain-only to retrain again")
     return space, data_path, experiment
+
+
+def _check_run_record(record: dict, run_file: Path) -> None:
+    """run.json as this tool writes it: what --resume reads from it, with the types it needs
+    (the override values then meet the space's own rules in apply_overrides)."""
+    missing = [k for k in ("overrides", "data") if k not in record]
+    if missing:
+        raise UsageError(f"{run_file}: lacks {', '.join(missing)}; it was not written by this tool "
+                         "or was edited")
+
+    def bad(what: str) -> UsageError:
+        return UsageError(f"{run_file}: {what}; it was not written by this tool or was edited")
+
+    if not isinstance(record["data"], str) or not record["data"]:
+        raise bad("'data' is not a file path")
+    overrides = record["overrides"]
+    if not isinstance(overrides, dict) or set(overrides) - set(OVERRIDES):
+        raise bad(f"'overrides' is not a mapping of {', '.join(OVERRIDES)}")
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "drop_duplicates":
+            if not isinstance(value, bool):
+                raise bad(f"overrides.{key} is not true, false or null")
+        elif isinstance(value, bool) or not isinstance(value, int) or value < (key != "seed"):
+            raise bad(f"overrides.{key} is not a {'non-negative' if key == 'seed' else 'positive'} "
+                      "integer")
+    for key in ("weights_cache", "address"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise bad(f"'{key}' is not text")
 
 
 def _output_folder(text: str) -> Path:

@@ -13,7 +13,6 @@ written: warm start is a new search in a new folder; ``--resume`` continues an i
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import pandas as pd
 from .experiment_folder import (COMPLETED, FAILED, INHERITED_COLUMN, STOPPED_EARLY,
                                 ExperimentFolder, config_of)
 from fer_models.config import TrainConfig
+from fer_models.textfiles import InputFileError, load_json_object
 
 from .space import SearchSpace, SpaceError, load_space
 
@@ -81,10 +81,10 @@ def check_folder(folder: Path, space: SearchSpace, data_path: Path) -> tuple[dic
     if missing:
         raise _fail(folder, f"corrupt: {', '.join(missing)} missing")
     try:
-        summary = json.loads(ef.summary_json.read_text(encoding="utf-8"))
-        run = json.loads(ef.run_json.read_text(encoding="utf-8"))
+        summary = load_json_object(ef.summary_json)
+        run = load_json_object(ef.run_json)
         earlier = load_space(ef.space_yaml, upgrade_earlier=True)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, SpaceError) as e:
+    except (InputFileError, SpaceError) as e:
         raise _fail(folder, f"corrupt: {str(e)[:200]}") from None
     if not isinstance(summary, dict) or not isinstance(run, dict) \
             or not isinstance(run.get("data"), str):

@@ -194,7 +194,14 @@ def test_a_corrupt_model_config_exits_2_in_one_line(content, tool, model_dir, ca
     assert "config.json" in err or "config" in err, err
 
 
-@pytest.mark.parametrize("content", [b"\xff\xfe", b'{"overrides": {}', b'{"data": "x.csv"}'])
+@pytest.mark.parametrize("content", [
+    b"\xff\xfe", b'{"overrides": {}', b'{"data": "x.csv"}',
+    # the right keys with the wrong shapes: each would otherwise fail deep inside the resume
+    b'{"overrides": "x", "data": "x.csv"}', b'{"overrides": {}, "data": 5}',
+    b'{"overrides": {"bogus": 1}, "data": "x.csv"}', b'{"overrides": {"seed": -1}, "data": "x.csv"}',
+    b'{"overrides": {"num_samples": true}, "data": "x.csv"}',
+    b'{"overrides": {"max_epochs": NaN}, "data": "x.csv"}', b'{"overrides": {"top_k": 0}, "data": "x.csv"}',
+    b'{"overrides": {}, "data": "x.csv", "weights_cache": ["a"]}', b"[" * 100_000])
 def test_a_corrupt_run_json_stops_resume_with_exit_2(content, tmp_path, capsys):
     folder = tmp_path / "exp"
     folder.mkdir()
