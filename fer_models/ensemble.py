@@ -78,7 +78,8 @@ def load_predictor(directory: str | os.PathLike, device: str | torch.device = "c
     if (directory / ENSEMBLE_FILE).is_file():
         record = load_json_object(directory / ENSEMBLE_FILE)
         members = []
-        if not isinstance(record.get("members"), list):
+        if not isinstance(record.get("members"), list) or \
+                not all(isinstance(m, str) and m for m in record["members"]):
             raise InputFileError(f"{directory / ENSEMBLE_FILE}: needs a 'members' list of folders")
         for name in record["members"]:
             member = directory / name

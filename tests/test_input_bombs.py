@@ -132,3 +132,18 @@ def test_an_image_whose_decoder_raises_something_else_is_one_line(tmp_path, caps
     code = main([str(model), str(good), str(image)])
     err = capsys.readouterr().err
     assert code == 2 and "cut.png" in one_short_line(err)
+
+
+@pytest.mark.parametrize("record", ['{"members": [5]}', '{"members": "member-0"}',
+                                    '{"members": [""]}', '[1, 2]'])
+def test_an_ensemble_json_of_the_wrong_shape_is_one_line(record, tmp_path, capsys):
+    from fer_models.predict import main
+
+    folder = tmp_path / "ensemble"
+    folder.mkdir()
+    (folder / "ensemble.json").write_text(record)
+    face = tmp_path / "face.npy"
+    np.save(face, np.zeros((48, 48), np.uint8))
+    code = main([str(folder), str(face)])
+    err = capsys.readouterr().err
+    assert code == 2 and "ensemble.json" in one_short_line(err)
