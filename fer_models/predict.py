@@ -220,7 +220,8 @@ def _load(model_dir: Path):
     try:
         return load_predictor(model_dir)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:  # bad JSON, weights, keys
-        print(f"error: {model_dir}: cannot load the model ({type(e).__name__}: {e})", file=sys.stderr)
+        print(error_line(f"{model_dir}: cannot load the model ({type(e).__name__}: {e})"),
+              file=sys.stderr)
         return None
 
 
