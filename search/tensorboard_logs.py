@@ -183,24 +183,18 @@ def _hparams_summary(tag: str, data):
 
 
 def session_summaries(hparams: dict, group: str, status: str, start: float, end: float):
-    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    """A session's start (TensorBoard's ``summary_v2.hparams_pb``) and end summaries. The end is
+    built here: summary_v2 has no session end (so no failed status), and the v1 helpers that
+    do import TensorFlow."""
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2
 
-    start_info = plugin_data_pb2.SessionStartInfo(group_name=group, start_time_secs=start)
-    for name, value in sorted(hparams.items()):
-        value = hparam_value(value)
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            start_info.hparams[name].bool_value = value
-        elif isinstance(value, float):
-            start_info.hparams[name].number_value = value
-        else:
-            start_info.hparams[name].string_value = value
+    values = {name: v for name, value in sorted(hparams.items())
+              if (v := hparam_value(value)) is not None}
+    start_summary = summary_v2.hparams_pb(values, trial_id=group, start_time_secs=start)
     end_info = plugin_data_pb2.SessionEndInfo(
         status=api_pb2.STATUS_FAILURE if status == FAILED else api_pb2.STATUS_SUCCESS,
         end_time_secs=end)
-    return (_hparams_summary(metadata.SESSION_START_INFO_TAG,
-                             plugin_data_pb2.HParamsPluginData(session_start_info=start_info)),
+    return (start_summary,
             _hparams_summary(metadata.SESSION_END_INFO_TAG,
                              plugin_data_pb2.HParamsPluginData(session_end_info=end_info)))
 
