@@ -19,7 +19,7 @@ from fer_models.cli import (DATA_ENV, DEFAULT_DATA, EXIT_BAD_INPUT, error_line, 
                             resolve_data_path)
 from fer_models.data import DataError, load_fer2013
 from fer_models.models import ModelConfigError
-from fer_models.textfiles import InputFileError
+from fer_models.textfiles import InputFileError, require_regular_file
 from fer_models.weights import CACHE_ENV, WeightsError
 
 from .experiment_folder import ExperimentFolder
@@ -307,6 +307,7 @@ def _prepare_resume(args):
     if not data_path.exists():
         raise DataError(f"{data_path} (the data this experiment was started with) does not "
                         "exist; pass --data PATH")
+    _check_journal(folder)
     if args.retrain_only and not folder.trials_csv.is_file():
         raise UsageError(f"{experiment}: its search has not finished ({folder.TRIALS} is written "
                          "when it does): continue it with --resume DIR, without --retrain-only")
@@ -314,6 +315,21 @@ def _prepare_resume(args):
         raise UsageError(f"{experiment} already finished ({folder.SUMMARY} exists); "
                          "use --retrain-only to retrain again")
     return space, data_path, experiment
+
+
+def _check_journal(folder: ExperimentFolder) -> None:
+    """The resumed search's Optuna study reads back, here rather than once Ray is up."""
+    if not folder.journal.exists():  # the driver died before the study was made
+        return
+    try:
+        if require_regular_file(folder.journal, error=UsageError).st_size == 0:
+            return  # created, but the driver died before the study was written
+        folder.load_study()
+    except UsageError:
+        raise
+    except Exception as e:  # whatever a damaged journal makes Optuna raise
+        raise UsageError(f"{folder.journal}: the Optuna study cannot be read "
+                         f"({type(e).__name__}: {e}); the search cannot be resumed") from None
 
 
 def _check_run_record(record: dict, run_file: Path) -> None:

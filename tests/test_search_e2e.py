@@ -283,3 +283,22 @@ def test_retrain_only_refuses_a_search_that_never_finished(tmp_path, capsys):
     code = main(["--resume", str(exp), "--retrain-only"])
     err = capsys.readouterr().err
     assert code == 2 and "its search has not finished" in err and err.count("\n") == 1, err
+
+
+def test_resume_refuses_a_damaged_optuna_journal_before_ray(smoke_run, tmp_path, capsys):
+    import shutil
+
+    import ray
+
+    from search.run import main
+
+    _, exp = smoke_run
+    copy = tmp_path / "smoke"
+    shutil.copytree(exp, copy, symlinks=True)
+    journal = copy / "optuna-journal.log"
+    journal.write_bytes(b'{"op_code": 0, "worker_id": \n' + journal.read_bytes()[5:])
+    code = main(["--resume", str(copy), "--retrain-only"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "optuna-journal.log: the Optuna study cannot be read" in err
+    assert not ray.is_initialized()
