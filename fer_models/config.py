@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .augment import AugmentConfig
-from .validation import ConfigError, check_field
+from .validation import check_field, check_weights_source
 
 
 # Fields of earlier versions and the field that holds the concept now (a space or flag that
@@ -98,9 +98,7 @@ class TrainConfig:
         # the same per-field rules (fer_models.validation): ConfigError names the field.
         for f in dataclasses.fields(self):
             check_field(f.name, getattr(self, f.name))
-        if self.pretrained and self.pretrained_file is not None:
-            raise ConfigError("pretrained_file: give pretrained (ImageNet weights) or "
-                              "pretrained_file, not both")
+        check_weights_source(self.pretrained, self.pretrained_file)
         if not isinstance(self.extra, dict):
             raise TypeError(f"extra: must be a mapping, got {type(self.extra).__name__}")
 

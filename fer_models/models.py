@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .validation import ConfigError, check_weights_source
 from .weights import WeightsError, check_weights_file, pretrained_weights_file
 
 NUM_CLASSES = 7
@@ -176,9 +177,10 @@ def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_
                         drop_rate=0.0 if head_hidden else dropout)
     if drop_path:
         kwargs["drop_path_rate"] = drop_path
-    if pretrained and pretrained_file is not None:
-        raise ModelConfigError("give pretrained (ImageNet weights from the cache) or "
-                               "pretrained_file, not both")
+    try:
+        check_weights_source(pretrained, pretrained_file)
+    except ConfigError as e:
+        raise ModelConfigError(str(e)) from None
     if pretrained or pretrained_file is not None:
         try:  # both check the file: a corrupt one is a one-line error, not timm's traceback
             path = pretrained_weights_file(backbone) if pretrained else Path(pretrained_file)

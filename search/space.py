@@ -43,7 +43,7 @@ from fer_models.config import TrainConfig
 from fer_models.models import ModelConfigError, check_model_option, min_input_size
 from fer_models.profile import PROFILE_METRICS
 from fer_models.textfiles import InputFileError, load_yaml
-from fer_models.validation import ConfigError, check_field
+from fer_models.validation import ConfigError, check_weights_source
 from fer_models.weights import WeightsError, check_weights_file
 
 from .distributions import (Fixed, Param, check_value, field_types, is_number, parse_param,
@@ -447,9 +447,11 @@ def _check_weight_files(space: SearchSpace, err) -> None:
     if p is not None:
         space.params["pretrained_file"] = p.mapped(absolute)
     pretrained = space.params.get("pretrained")
-    if values and pretrained is not None and True in pretrained.values():
-        raise err("params.pretrained", "pretrained: true (ImageNet weights) and a "
-                  "pretrained_file cannot both apply; give one")
+    try:  # could a trial get both? (the pair's rule: fer_models.validation)
+        check_weights_source(pretrained is not None and True in pretrained.values(),
+                             values[0] if values else None)
+    except ConfigError as e:
+        raise err("params.pretrained", str(e).removeprefix("pretrained_file: ")) from None
 
 
 def _check_backbones(space: SearchSpace, err) -> None:
