@@ -110,10 +110,10 @@ def accepts_input_size(backbone: str, input_size: int) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def check_model_option(backbone: str, option: str, value) -> None:
-    """Build ``backbone`` with one option that only some backbones have (``drop_path``,
-    ``stem_pool``) on the meta device (shapes only, no compute): ModelConfigError as a trial's
-    build would raise it, before any trial runs. Another failure of the meta build is left to
-    the real build."""
+    """Build ``backbone`` with one option that only some backbones take (``drop_path``,
+    ``stem_pool``, a ``pretrained_file`` of weights, whose keys and shapes must fit) on the meta
+    device (shapes only, no compute): ModelConfigError as a trial's build would raise it, before
+    any trial runs. Another failure of the meta build is left to the real build."""
     size = max(48, min_input_size(backbone))
     try:
         check_input_size(backbone, size)

@@ -254,8 +254,8 @@ def load_space(path: str | Path, *, upgrade_earlier: bool = False) -> SearchSpac
     if space.multi_objective and search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
         raise err("search.sampler", f"{search.sampler} optimises one objective; with several "
                   f"use one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
-    _check_backbones(space, err)
     _check_weight_files(space, err)
+    _check_backbones(space, err)
     return space
 
 
@@ -467,14 +467,18 @@ def _check_backbones(space: SearchSpace, err) -> None:
         if size.is_range and size.highest() < smallest:
             raise err("params.input_size", f"range tops out at {size.highest()} px, below {b}'s "
                       f"minimum of {smallest} px")
-    # Options only some backbones have: refused here, not by a trial at run time.
+    # Options only some backbones have, and weights files of another architecture: refused
+    # here, not by a trial at run time.
     drop_path, stem_pool = space.params.get("drop_path"), space.params.get("stem_pool")
-    options = [("drop_path", 0.1, drop_path is not None and drop_path.highest() > 0),
-               ("stem_pool", False, stem_pool is not None and False in stem_pool.values())]
+    weights = space.params.get("pretrained_file")
+    options = [("drop_path", 0.1) if drop_path is not None and drop_path.highest() > 0 else None,
+               ("stem_pool", False) if stem_pool is not None and False in stem_pool.values()
+               else None]
+    options += [("pretrained_file", v) for v in (weights.values() if weights else [])
+                if v is not None and Path(v).is_file()]
     for b in space.backbones():
-        for option, value, used in options:
-            if used:
-                try:
-                    check_model_option(b, option, value)
-                except ModelConfigError as e:
-                    raise err(f"params.{option}", f"{b}: {e}") from None
+        for option, value in filter(None, options):
+            try:
+                check_model_option(b, option, value)
+            except ModelConfigError as e:
+                raise err(f"params.{option}", f"{b}: {e}") from None

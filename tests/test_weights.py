@@ -366,3 +366,25 @@ def test_head_warmup_trains_only_the_head_then_everything(small_data):
             assert torch.equal(after_warmup[key], value), f"{key} changed during the warm-up"
     assert not torch.equal(after_all["layer1.0.conv1.weight"], initial["layer1.0.conv1.weight"])
     assert not torch.equal(after_all["bn1.running_mean"], initial["bn1.running_mean"])
+
+
+def test_a_space_refuses_weights_of_another_architecture_before_any_trial(tmp_path):
+    """A weights file whose keys or shapes do not fit the backbone: found by building the model
+    on the meta device when the space loads, not by a trial at run time; a fitting file passes."""
+    from safetensors.torch import save_file
+
+    from search.space import SpaceError
+
+    other, own = tmp_path / "other.safetensors", tmp_path / "own.safetensors"
+    save_file(timm.create_model("test_efficientnet", num_classes=7).state_dict(), str(other))
+    save_file(timm.create_model(BACKBONE, num_classes=7).state_dict(), str(own))
+    for weights, fits in ((own, True), (other, False)):
+        space = tmp_path / f"{weights.stem}.yaml"
+        space.write_text(f"params: {{backbone: {BACKBONE}, in_chans: 3, epochs: 1, "
+                         f"pretrained_file: {weights}}}\n")
+        if fits:
+            load_space(space)
+        else:
+            with pytest.raises(SpaceError, match=rf"params\.pretrained_file: {BACKBONE}: "
+                                                 "cannot load pretrained weights"):
+                load_space(space)
