@@ -318,6 +318,7 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
     table = trials_table(results, space)
     _write_trials_csv(folder, table)
     top, front = _pick_retrained(space, table, folder)
+    pareto = bool(space.retrain.pareto) and front is not None and not front.empty
     winner, best_config = top[0]
     kept = folder.keep_earlier_retrain()
     if kept is not None:
@@ -334,7 +335,7 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
               flush=True)
 
     retrain = retrain_top(space, data, [cfg for _, cfg in top], experiment,
-                          trial_ids=[str(row["trial_id"]) for row, _ in top])
+                          trial_ids=[str(row["trial_id"]) for row, _ in top], ensemble=not pareto)
     metrics = retrain["metrics"]
     write_json(folder.metrics_json, metrics)
     summary = _summary(space, experiment, table, winner, retrain, command=command,
@@ -443,13 +444,13 @@ def _retrained_measures(folder: ExperimentFolder, resources: dict, table, front,
     out = {"winner_measures_retrained": winner}
     members = []
     if pareto and front is not None and not front.empty:
-        # Each retrained front point: the ensemble's members, or the winner alone (model/).
-        members = metrics.get("ensemble", {}).get("members") or [
+        # Each retrained front point (pareto/), or the winner alone (model/).
+        members = metrics.get("alternatives") or [
             {"member": None, "trial_id": winner_id, "accuracy": metrics["accuracy"]}]
     if members:
         rows = []
         for m in members:
-            model, cfg = load_model(folder.ensemble_dir / m["member"] if m["member"]
+            model, cfg = load_model(folder.pareto_dir / m["member"] if m["member"]
                                     else folder.model_dir)
             # The winner (member-0) is model/'s model: measured above, not again.
             measured = (winner if str(m["trial_id"]) == winner_id

@@ -56,6 +56,7 @@ class ExperimentFolder:
     REPORT = "report.md"
     MODEL = "model"                  # the retrained winner
     ENSEMBLE = "ensemble"            # the top-k members, with retrain.top_k > 1
+    PARETO_MODELS = "pareto"         # retrain.pareto: each retrained front point's model
     PARETO = "pareto.csv"            # retrain.pareto: each retrained front point, scored once
     RETRAIN_RUN = "retrain"          # TensorBoard run of the retrain
     INHERITED = "inherited.csv"      # a warm start's earlier trials (search/warm_start.py)
@@ -64,9 +65,10 @@ class ExperimentFolder:
     PROGRESS = "progress.csv"        # inside a trial folder: Ray's per-epoch results
     EARLIER = "earlier-retrains"     # each earlier retrain's outputs, numbered (--retrain-only)
     # Folders that are not Ray trial folders.
-    NOT_TRIALS = (MODEL, ENSEMBLE, RETRAIN_RUN, EARLIER)
+    NOT_TRIALS = (MODEL, ENSEMBLE, PARETO_MODELS, RETRAIN_RUN, EARLIER)
     # What one retrain writes (and report.md's figures, report_*.png).
-    RETRAIN_OUTPUTS = (MODEL, ENSEMBLE, RETRAIN_RUN, METRICS, SUMMARY, BEST, REPORT, PARETO)
+    RETRAIN_OUTPUTS = (MODEL, ENSEMBLE, PARETO_MODELS, RETRAIN_RUN, METRICS, SUMMARY, BEST, REPORT,
+                       PARETO)
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -92,6 +94,7 @@ class ExperimentFolder:
     report_md = property(lambda self: self.path / self.REPORT)
     model_dir = property(lambda self: self.path / self.MODEL)
     ensemble_dir = property(lambda self: self.path / self.ENSEMBLE)
+    pareto_dir = property(lambda self: self.path / self.PARETO_MODELS)
     retrain_run = property(lambda self: self.path / self.RETRAIN_RUN)
     history_json = property(lambda self: self.path / self.MODEL / self.HISTORY)
 

@@ -99,8 +99,11 @@ def retrain_configs(space, configs: list[dict]) -> list[dict]:
 
 
 def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
-                trial_ids: list[str] | None = None) -> dict:
-    """Retrain ``configs`` (best first), write ``model/`` (and ``ensemble/``), return metrics."""
+                trial_ids: list[str] | None = None, ensemble: bool = True) -> dict:
+    """Retrain ``configs`` (best first), write ``model/`` and the other configs' models, return
+    metrics. ``ensemble``: the models are an ensemble (``ensemble/``, their averaged
+    probabilities scored too); else each stands alone, scored once (``pareto/``: points of a
+    Pareto front are alternatives, not members of one model)."""
     from fer_models.checkpoint import save_model_bytes
     from fer_models.ensemble import save_ensemble
     from fer_models.evaluate import metrics_from_probs
@@ -144,16 +147,21 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
 
     # The ensemble: the first run of each config (and, with ensemble_seeds, every seed of the
     # winner), probabilities averaged.
-    members = ensemble_runs(list(zip(tasks, outs)), space.retrain.ensemble_seeds)
+    members = ensemble_runs(list(zip(tasks, outs)), space.retrain.ensemble_seeds and ensemble)
     if len(members) > 1:
+        home = folder.ensemble_dir if ensemble else folder.pareto_dir
         cfgs = [TrainConfig.from_dict(t) for t, _ in members]
         names = [_member_name(t) for t, _ in members]
-        member_dirs = [save_model_bytes(folder.ensemble_dir / name, o["weights"], c)
+        member_dirs = [save_model_bytes(home / name, o["weights"], c)
                        for name, (_, o), c in zip(names, members, cfgs)]
         ids = list(trial_ids or [None] * len(configs))
         member_info = [{"member": name, "trial_id": ids[t["extra"]["rank"]],
                         "backbone": c.backbone, **scores(o)}
                        for name, (t, o), c in zip(names, members, cfgs)]
+        if not ensemble:
+            metrics["alternatives"] = member_info
+            return {"metrics": metrics, "epochs": first_task["epochs"],
+                    "seeds": [o["seed"] for _, o in winner_runs], "history": first["history"]}
         save_ensemble(folder.ensemble_dir, member_dirs, {"members_info": member_info})
         ens = {"k": len(members), "members": member_info,
                **metrics_from_probs(np.mean([o["probs"] for _, o in members], axis=0), labels)}
