@@ -123,19 +123,28 @@ def load_yaml(path: str | os.PathLike):
     except _DuplicateKey as d:
         raise InputFileError(f"{path}: key {d.key!r} appears twice (lines {d.first} and "
                              f"{d.again}); keep one") from None
+    except _SelfReference:
+        raise InputFileError(f"{path}: an alias (*name) refers to the value that holds it; "
+                             "write the values out") from None
     except yaml.YAMLError as e:
         raise InputFileError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
     except RecursionError:
         raise InputFileError(f"{path}: nested too deeply to read") from None
 
 
+class _SelfReference(Exception):
+    pass
+
+
 def _expanded_size(node, sizes: dict) -> int:
     """How many values ``node`` stands for once every alias is expanded (each shared node
-    counted once per use; a node that contains itself counts once)."""
+    counted once per use); _SelfReference for a node that contains itself."""
     key = id(node)
     if key in sizes:
+        if sizes[key] is None:
+            raise _SelfReference
         return sizes[key]
-    sizes[key] = 1
+    sizes[key] = None  # being counted
     if isinstance(node, yaml.MappingNode):
         total = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
     elif isinstance(node, yaml.SequenceNode):

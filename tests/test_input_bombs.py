@@ -147,3 +147,10 @@ def test_an_ensemble_json_of_the_wrong_shape_is_one_line(record, tmp_path, capsy
     code = main([str(folder), str(face)])
     err = capsys.readouterr().err
     assert code == 2 and "ensemble.json" in one_short_line(err)
+
+
+def test_a_yaml_alias_that_holds_itself_is_refused(tmp_path):
+    path = tmp_path / "loop.yaml"
+    path.write_text("params: &p {lr: 0.1, again: *p}\n")
+    with pytest.raises(InputFileError, match="refers to the value that holds it"):
+        load_yaml(path)
