@@ -110,8 +110,8 @@ def test_error_line_folds_and_cuts():
 
 
 def test_an_image_whose_decoder_raises_something_else_is_one_line(tmp_path, capsys):
-    """A PNG whose IHDR chunk is cut short: Pillow raises SyntaxError or struct.error, not the
-    OSError it raises for most broken files."""
+    """A PNG whose IHDR chunk is cut short (its decoders raise struct.error, SyntaxError or
+    IndexError on such files, not only OSError): one line, exit 2, nothing predicted."""
     import struct
     import zlib
 
