@@ -77,7 +77,7 @@ def resolve_data_path(cli: str | None, candidates: Iterable[tuple[str | None, st
     return path
 
 
-MAX_ERROR_CHARS = 400
+MAX_ERROR_CHARS = 600
 
 
 def error_line(error) -> str:
@@ -90,6 +90,6 @@ def error_line(error) -> str:
     """
     text = " ".join(str(error).split())
     if len(text) > MAX_ERROR_CHARS:
-        text = f"{text[:MAX_ERROR_CHARS - 100]} ... {text[-95:]}"
+        text = f"{text[:MAX_ERROR_CHARS - 200]} ... {text[-195:]}"
     return f"error: {text}"
 

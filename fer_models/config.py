@@ -5,7 +5,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .augment import AugmentConfig
-from .validation import check_field, check_weights_source
+from .validation import check_field
+from .weights import check_weights_source
 
 
 # Fields of earlier versions and the field that holds the concept now (a space or flag that

@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .validation import ConfigError, check_weights_source
-from .weights import WeightsError, check_weights_file, pretrained_weights_file
+from .weights import WeightsError, check_weights_file, check_weights_source, pretrained_weights_file
 
 NUM_CLASSES = 7
 
@@ -179,7 +178,7 @@ def create_model(backbone: str, *, input_size: int = 48, num_classes: int = NUM_
         kwargs["drop_path_rate"] = drop_path
     try:
         check_weights_source(pretrained, pretrained_file)
-    except ConfigError as e:
+    except WeightsError as e:
         raise ModelConfigError(str(e)) from None
     if pretrained or pretrained_file is not None:
         try:  # both check the file: a corrupt one is a one-line error, not timm's traceback

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["ConfigError", "Rule", "RULES", "check_field", "check_weights_source", "describe"]
+__all__ = ["ConfigError", "Rule", "RULES", "check_field", "describe"]
 
 
 class ConfigError(ValueError):
@@ -187,10 +187,3 @@ def check_field(name: str, value) -> None:
             bound = f"> {rule.low:g}" if rule.low_open and below else describe(rule)
             raise ConfigError(f"{name}: must be {bound}{why}, got {value!r}")
 
-
-def check_weights_source(pretrained: bool, pretrained_file) -> None:
-    """The one rule across two fields: a model starts from ImageNet weights or from a file, not
-    both (checked by TrainConfig, create_model and a space that could propose both)."""
-    if pretrained and pretrained_file is not None:
-        raise ConfigError("pretrained_file: give pretrained (ImageNet weights) or pretrained_file, "
-                          "not both")

@@ -80,6 +80,14 @@ def cached_weights_file(backbone: str, cache_dir: str | os.PathLike | None = Non
     return None
 
 
+def check_weights_source(pretrained: bool, pretrained_file) -> None:
+    """The one rule across two fields: a model starts from ImageNet weights or from a file, not
+    both (checked by TrainConfig, create_model and a space that could propose both)."""
+    if pretrained and pretrained_file is not None:
+        raise WeightsError("pretrained_file: give pretrained (ImageNet weights) or "
+                           "pretrained_file, not both")
+
+
 def check_weights_file(path: str | os.PathLike) -> None:
     """Raise WeightsError unless ``path`` reads as a state dict (safetensors header and sizes, or
     a torch file loadable with ``weights_only``). Cheap: tensors are memory-mapped, not read."""

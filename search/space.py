@@ -43,8 +43,7 @@ from fer_models.config import TrainConfig
 from fer_models.models import ModelConfigError, check_model_option, min_input_size
 from fer_models.profile import PROFILE_METRICS
 from fer_models.textfiles import InputFileError, load_yaml
-from fer_models.validation import ConfigError, check_weights_source
-from fer_models.weights import WeightsError, check_weights_file
+from fer_models.weights import WeightsError, check_weights_file, check_weights_source
 
 from .distributions import (Fixed, Param, check_value, field_types, is_number, parse_param,
                             reject_unknown)
@@ -450,7 +449,7 @@ def _check_weight_files(space: SearchSpace, err) -> None:
     try:  # could a trial get both? (the pair's rule: fer_models.validation)
         check_weights_source(pretrained is not None and True in pretrained.values(),
                              values[0] if values else None)
-    except ConfigError as e:
+    except WeightsError as e:
         raise err("params.pretrained", str(e).removeprefix("pretrained_file: ")) from None
 
 

@@ -142,8 +142,10 @@ def test_an_ensemble_json_of_the_wrong_shape_is_one_line(record, tmp_path, capsy
     folder = tmp_path / "ensemble"
     folder.mkdir()
     (folder / "ensemble.json").write_text(record)
-    face = tmp_path / "face.npy"
-    np.save(face, np.zeros((48, 48), np.uint8))
+    from PIL import Image
+
+    face = tmp_path / "face.png"
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(face)
     code = main([str(folder), str(face)])
     err = capsys.readouterr().err
     assert code == 2 and "ensemble.json" in one_short_line(err)

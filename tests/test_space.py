@@ -32,7 +32,8 @@ BAD_SPACES = [
     ("typo_search_key", "search: {num_sample: 2}\nparams: {epochs: 1}", "search.num_sample", "num_samples"),
     ("wrong_type_param", "params: {lr: fast}", "params.lr", "must be a number"),
     ("wrong_type_setting", "search: {num_samples: ten}\nparams: {epochs: 1}", "search.num_samples", "must be int"),
-    ("wrong_type_bool", "search: {checkpoint: 3}\nparams: {epochs: 1}", "search.checkpoint", "must be bool"),
+    ("wrong_type_bool", "search: {exact_resume: 3}\nparams: {epochs: 1}", "search.exact_resume", "must be bool"),
+    ("checkpoint_text", "search: {checkpoint: often}\nparams: {epochs: 1}", "search.checkpoint", "seconds > 0"),
     ("inverted_range", "params: {dropout: {uniform: [0.5, 0.1]}}", "params.dropout.uniform", "inverted"),
     ("empty_range", "params: {lr: {loguniform: [0.01, 0.01]}}", "params.lr.loguniform", "inverted"),
     ("empty_choice", "params: {backbone: {choice: []}}", "params.backbone.choice", "non-empty"),
@@ -53,7 +54,7 @@ BAD_SPACES = [
     ("old_scheduler_key", "search: {scheduler: hyperband}\nparams: {epochs: 1}", "search.scheduler", "now search.asha"),
     ("old_grace_period_key", "search: {grace_period: 2}\nparams: {epochs: 1}", "search.grace_period", "now search.asha.grace_period"),
     ("asha_not_a_mapping", "search: {asha: hyperband}\nparams: {epochs: 1}", "search.asha", "false (no early stopping)"),
-    ("asha_typo", "search: {asha: {grace: 2}}\nparams: {epochs: 1}", "search.asha.grace", "did you mean 'grace_period'"),
+    ("asha_typo", "search: {asha: {grace_periods: 2}}\nparams: {epochs: 1}", "search.asha.grace_periods", "did you mean 'grace_period'"),
     ("asha_zero_grace", "search: {asha: {grace_period: 0}}\nparams: {epochs: 1}", "search.asha.grace_period", ">= 1"),
     ("asha_reduction_one", "search: {asha: {reduction_factor: 1}}\nparams: {epochs: 1}", "search.asha.reduction_factor", ">= 2"),
     ("train_on_public_in_a_trial", "params: {train_on_public: true}", "params.train_on_public", "retrain.params.train_on_public"),
@@ -229,6 +230,7 @@ def test_resume_refuses_search_overrides_but_retrain_only_takes_retrain_ones(tmp
     (exp / "space.yaml").write_text(GOOD)
     (exp / "run.json").write_text(json.dumps({"data": str(never_read), "overrides": {}}))
     (exp / "summary.json").write_text("{}")  # a finished search: only --retrain-only may go on
+    (exp / "trials.csv").write_text("trial_id\n")
     assert main(["--resume", str(exp), "--num-samples", "3"]) == 2
     assert "drop --num-samples" in capsys.readouterr().err
     assert main(["--resume", str(exp), "--top-k", "2"]) == 2
