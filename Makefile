@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 SPACE ?= spaces/cpu.yaml
 DATA ?= data/fer2013.csv
 ARGS ?=
+# The suite's end-to-end searches mostly wait (Ray starting, trial processes importing torch):
+# four at once keep two cores busy. A file's tests share a worker (--dist loadgroup and
+# tests/conftest.py), so a module's shared search runs once; the smoke search's users share one.
+TEST_WORKERS ?= 4
 
 .PHONY: install test search bench
 
@@ -17,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 search: install
 	$(PY) -m search.run $(SPACE) --data $(DATA) $(ARGS)

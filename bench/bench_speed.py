@@ -14,7 +14,13 @@ TrainConfig overrides:
   ``eval_batch_size`` 512);
 - ``small_map_convs``: + convolutions over <= 3x3 maps as one matmul;
 - ``after``: + torch's fused AdamW, eval batches of 128 (today's defaults);
-- ``compile``: ``after`` with the model under ``torch.compile`` (Inductor), not shipped.
+- ``compile``: ``after`` with the model under ``torch.compile`` (Inductor), not shipped;
+- ``compile_graphs`` (CUDA): ``compile`` with ``mode="reduce-overhead"``: CUDA graphs replay
+  each step's kernels, for small models whose launches outnumber their work.
+
+``--device cuda`` runs ``step`` on the GPU (the trainer as it runs there: bf16, channels_last,
+the faces resident on the device) and gives the share of the GPU's dense bf16 peak (from
+NVIDIA's datasheets, by device name); bench/gpu.sh calls it for the gpu space's models.
 
 ``step`` builds every arm, warms it up, then runs them interleaved ``--repeats`` times on the
 same uint8 batches and prints each arm's median training images/s, its model FLOP/s (3 x the
@@ -56,7 +62,14 @@ ARMS = {
     "small_map_convs": dict(small_map_convs=True, fused_optimizer=False, eval_batch_size=512),
     "after": dict(small_map_convs=True, fused_optimizer=True, eval_batch_size=128),
     "compile": dict(small_map_convs=True, fused_optimizer=True, eval_batch_size=128),
+    "compile_graphs": dict(small_map_convs=True, fused_optimizer=True, eval_batch_size=128),
 }
+COMPILE_MODES = {"compile": "default", "compile_graphs": "reduce-overhead"}
+# Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, from NVIDIA's datasheets; the first name
+# found in torch.cuda.get_device_name() wins, so a longer name comes before its prefix.
+GPU_BF16_DENSE_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100 NVL", 835.0),
+                         ("H100", 989.4), ("A100", 312.0), ("L40S", 362.1), ("L4", 121.0),
+                         ("A10", 125.0))
 
 
 # --- peaks -------------------------------------------------------------------------------------
@@ -93,16 +106,23 @@ def peaks() -> dict:
     return {"ghz": ghz, **{k: v * ghz for k, v in per_cycle.items() if k in flags}}
 
 
+def gpu_peak() -> dict:
+    """The GPU's name and dense bf16 peak in GFLOP/s (nan for a GPU not in the table)."""
+    name = torch.cuda.get_device_name()
+    tflops = next((v for key, v in GPU_BF16_DENSE_TFLOPS if key in name), float("nan"))
+    return {"device": name, "bf16_dense": tflops * 1e3}
+
+
 # --- shared helpers ----------------------------------------------------------------------------
 
 def config(arm: str, overrides: dict) -> TrainConfig:
     return TrainConfig.from_dict({**HEADLINE, **ARMS[arm], **overrides})
 
 
-def training_faces(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def training_faces(n: int, seed: int = 0, data: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     from fer_models.data import load_fer2013
 
-    path = DATA_DIR / "fer2013.csv.gz"
+    path = Path(data) if data else DATA_DIR / "fer2013.csv.gz"
     train = load_fer2013(path if path.exists() else DATA_DIR / "fer2013-small.csv.gz").train
     idx = np.random.default_rng(seed).choice(len(train), size=n, replace=n > len(train))
     return (torch.from_numpy(np.ascontiguousarray(train.images[idx])),
@@ -120,13 +140,14 @@ class Arm:
 
     def __init__(self, name: str, cfg: TrainConfig, steps_per_epoch: int):
         self.name, self.cfg = name, cfg
-        self.model = build_model(cfg, torch.device("cpu"))
-        if cfg.small_map_convs:
+        device = torch.device(cfg.device)
+        self.model = build_model(cfg, device)
+        if cfg.small_map_convs and device.type == "cpu":
             use_small_map_convs(self.model)
         self.optimizer, self.scheduler = build_optimizer(cfg, self.model, steps_per_epoch)
         self.ema = build_ema(cfg, self.model)
-        if name == "compile":
-            self.model = torch.compile(self.model)
+        if name in COMPILE_MODES:
+            self.model = torch.compile(self.model, mode=COMPILE_MODES[name])
         self.generator = seed_everything(cfg.seed)
 
     def epoch(self, images, labels) -> float:
@@ -139,16 +160,24 @@ class Arm:
 
 def run_step(args) -> None:
     torch.set_num_threads(args.threads)
-    n = args.steps * 128
-    images, labels = training_faces(n)
-    peak = peaks()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        peak = gpu_peak()
+        shares = {"bf16_peak_share": "bf16_dense"}
+    else:
+        peak = peaks()
+        shares = {"amx_peak_share": "amx_bf16", "avx512_bf16_peak_share": "avx512_bf16"}
+    batch = int(args.set.get("batch_size", 128))
+    images, labels = training_faces(args.steps * batch, data=args.data)
+    images, labels = images.to(device), labels.to(device)
     rows = []
     arms = []
     for name in args.arms:
-        cfg = config(name, args.set)
+        cfg = config(name, {**args.set, "device": args.device})
         t0 = time.perf_counter()
         arm = Arm(name, cfg, args.steps)
-        arm.epoch(images[:2 * cfg.batch_size], labels[:2 * cfg.batch_size])  # warm-up (compiles)
+        # warm-up: compiles, and lets CUDA graphs record (from the second call on)
+        arm.epoch(images[:3 * cfg.batch_size], labels[:3 * cfg.batch_size])
         arms.append((arm, time.perf_counter() - t0))
     speeds = {arm.name: [] for arm, _ in arms}
     for _ in range(args.repeats):
@@ -160,11 +189,11 @@ def run_step(args) -> None:
         gflop_s = img_s * train_gflop_per_image(arm.cfg)
         rows.append(dict(arm=arm.name, img_s=round(img_s, 1), speedup=round(img_s / base, 3),
                          gflop_s=round(gflop_s, 1),
-                         amx_peak_share=round(gflop_s / peak.get("amx_bf16", float("nan")), 4),
-                         avx512_bf16_peak_share=round(gflop_s / peak.get("avx512_bf16", float("nan")), 3),
+                         **{col: round(gflop_s / peak.get(key, float("nan")), 4)
+                            for col, key in shares.items()},
                          warmup_s=round(warm_s, 1)))
-    print(f"threads={args.threads} steps={args.steps} repeats={args.repeats} "
-          f"(median img/s of {args.repeats} interleaved epochs)")
+    print(f"device={peak.get('device', 'cpu')} threads={args.threads} steps={args.steps} "
+          f"batch={batch} repeats={args.repeats} (median img/s of {args.repeats} interleaved epochs)")
     print_table(rows)
     for r in rows:
         print("RESULT " + " ".join(f"{k}={v}" for k, v in r.items()))
@@ -353,9 +382,13 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["peaks", "convs", "step", "profile", "curves"])
     parser.add_argument("--arms", nargs="+", default=None, choices=list(ARMS))
-    parser.add_argument("--steps", type=int, default=20, help="batches of 128 per timed epoch")
+    parser.add_argument("--steps", type=int, default=20, help="batches per timed epoch")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", help="step: FER2013 CSV to draw the faces from (default: "
+                        "../shared/data/fer2013.csv.gz, else the small sample)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="step: where the arms train (cuda: the share of the GPU's bf16 peak)")
     parser.add_argument("--epochs", type=int, default=10, help="curves: epochs per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="curves: one core each")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -366,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "peaks":
         print(json.dumps(peaks()))
         return 0
+    if args.what == "step" and args.device == "cuda" and not args.arms:
+        args.arms = ["after", "compile", "compile_graphs"]
     args.arms = args.arms or {"step": ["before", "small_map_convs", "after", "compile"],
                               "curves": ["before", "after"]}.get(args.what, ["before", "after"])
     {"convs": run_convs, "step": run_step, "profile": run_profile, "curves": run_curves}[args.what](args)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU run, in under 8 minutes on one H100 (the device tool lends 15 minutes a session):
+# The GPU run, in under 10 minutes on one H100 (the device tool lends 15 minutes a session):
 #   (a) trainer throughput on the GPU for a few backbones (bench_trainer.py: model alone / this
-#       trainer / a DataLoader pipeline), and several trainings packed on one GPU with fractional
-#       GPUs (bench_packing.py: 1, 2, 4 at once);
+#       trainer / a DataLoader pipeline); the gpu space's models eager, under torch.compile and
+#       with CUDA graphs, as model FLOP/s and a share of the GPU's bf16 peak (bench_speed.py);
+#       several trainings packed on one GPU with fractional GPUs (bench_packing.py: 1, 2, 4);
 #   (b) a real search + top-3 ensemble retrain on the full data (spaces/gpu.yaml), which prints
 #       PrivateTest accuracy.
 # On the device machine, after the three staging calls ../shared/gpu/stage.sh prints:
@@ -34,6 +35,11 @@ for spec in "resnet18 48" "resnet18 96" "resnet34 96"; do
 done
 timeout 120 "$PY" bench/bench_trainer.py --seed-configs --steps $steps --repeats $reps --threads 4 \
   --data "$DATA" 2>&1 | tee -a "$OUT/a_trainer.log" | grep -E "^RESULT"
+log "(a) the trainer against the GPU's bf16 peak: eager / torch.compile / + CUDA graphs"
+if [ "$quick" = 1 ]; then speed=(--device cpu --arms after); else speed=(--device cuda); fi
+# one model: each compiled arm costs ~30-60 s of compilation out of the session's 15 minutes
+timeout 150 "$PY" bench/bench_speed.py step "${speed[@]}" --data "$DATA" --steps $steps --repeats $reps \
+  --set backbone=resnet18 input_size=96 batch_size=256 2>&1 | tee "$OUT/a_speed.log" | grep -E "^RESULT|^device"
 log "(a) packing"
 timeout 150 "$PY" bench/bench_packing.py --backbone resnet18 --input-size 64 --packs $packs \
   --seconds $secs --data "$DATA" 2>&1 | tee "$OUT/a_packing.log" | grep -E "^RESULT|packed"

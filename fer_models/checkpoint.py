@@ -61,7 +61,19 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     directory = Path(directory)
     cfg = _read_config(directory / CONFIG_FILE)
     model = create_model(cfg.backbone, **cfg.architecture())
-    model.load_state_dict(load_file(str(directory / MODEL_FILE), device=str(device)))
+    weights = directory / MODEL_FILE
+    try:
+        state = load_file(str(weights), device=str(device))
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # safetensors' own error type is no ValueError: name the file instead
+        raise InputFileError(f"{weights}: not a readable safetensors file ({e})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # torch lists every key and shape: one line says what is wrong
+        detail = " ".join(str(e).split())
+        raise InputFileError(f"{weights}: its tensors do not fit {cfg.backbone} as {CONFIG_FILE} "
+                             f"describes it ({detail[:300]})") from None
     if cfg.channels_last:  # the layout it was trained and scored in: the numbers the search reported
         model.to(memory_format=torch.channels_last)
     return model.to(device).eval(), cfg

@@ -25,6 +25,7 @@ import pandas as pd
 
 from fer_models.textfiles import load_json, load_json_object
 
+from .result_records import check_metrics, check_summary
 from .trial_names import NAME_RE
 
 __all__ = ["COMPLETED", "STOPPED_EARLY", "FAILED", "STATUSES", "STUDY_NAME", "ExperimentFolder",
@@ -142,10 +143,16 @@ class ExperimentFolder:
         return table
 
     def read_summary(self) -> dict:
-        return _read_json(self.summary_json)
+        """summary.json ({} when absent); InputFileError when it is not what this tool writes."""
+        summary = _read_json(self.summary_json)
+        check_summary(summary, self.summary_json)
+        return summary
 
     def read_metrics(self) -> dict:
-        return _read_json(self.metrics_json)
+        """metrics.json ({} when absent); InputFileError when it is not what this tool writes."""
+        metrics = _read_json(self.metrics_json)
+        check_metrics(metrics, self.metrics_json)
+        return metrics
 
     def read_run(self) -> dict:
         return _read_json(self.run_json)

@@ -708,7 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from fer_models.cli import EXIT_BAD_INPUT, prog
+    from fer_models.cli import EXIT_BAD_INPUT, error_line, prog
+    from fer_models.textfiles import InputFileError
 
     parser = argparse.ArgumentParser(prog=prog("search.report"),
                                      description="Rewrite report.md, its plots and the retrain's "
@@ -721,6 +722,11 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             print(f"error: {folder.path}: not a finished experiment folder "
                   f"(no {', '.join(missing)})", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        try:  # every folder's records read before anything is rewritten
+            folder.read_summary(), folder.read_metrics()
+        except InputFileError as e:
+            print(error_line(e), file=sys.stderr)
             return EXIT_BAD_INPUT
     for arg in args.experiments:
         print(log_retrain_tensorboard(Path(arg)))

@@ -81,7 +81,7 @@ def check_folder(folder: Path, space: SearchSpace, data_path: Path) -> tuple[dic
     if missing:
         raise _fail(folder, f"corrupt: {', '.join(missing)} missing")
     try:
-        summary = load_json_object(ef.summary_json)
+        summary = ef.read_summary()
         run = load_json_object(ef.run_json)
         earlier = load_space(ef.space_yaml, upgrade_earlier=True)
     except (InputFileError, SpaceError) as e:

@@ -163,3 +163,13 @@ def smoke_experiment(tmp_path_factory, fer_cache_dir):
          "--top-k", "2", "--drop-duplicates"],
         cwd=repo, capture_output=True, text=True, timeout=1500, env={**os.environ})
     return proc, out / "smoke"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist's ``--dist loadgroup`` (``make test``), a file's tests share one worker
+    unless the file or test names its own ``xdist_group``: a module- or session-scoped search
+    then runs once, not once per worker."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

@@ -17,6 +17,9 @@ from fer_models.export import onnx_probabilities
 from fer_models.predict import main as predict_main
 from tests.conftest import data_file
 
+# One xdist worker runs every user of the session's smoke search (tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("smoke")
+
 
 @pytest.fixture(scope="module")
 def run(smoke_experiment):

@@ -156,3 +156,36 @@ def test_a_yaml_alias_that_holds_itself_is_refused(tmp_path):
     path.write_text("params: &p {lr: 0.1, again: *p}\n")
     with pytest.raises(InputFileError, match="refers to the value that holds it"):
         load_yaml(path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "another_model"])
+def test_a_model_folder_whose_weights_do_not_load_is_one_line(damage, tmp_path, capsys):
+    """model.safetensors cut short, not safetensors at all, or another network's tensors:
+    predict and export say which file, in one line, exit 2 (safetensors' own error is no
+    ValueError, and torch's lists every key)."""
+    from PIL import Image
+
+    from fer_models import save_model
+    from fer_models.config import TrainConfig
+    from fer_models.export import main as export_main
+    from fer_models.models import create_model
+    from fer_models.predict import main as predict_main
+
+    cfg = TrainConfig(backbone="test_resnet")
+    folder = save_model(tmp_path / "model", create_model(cfg.backbone), cfg)
+    weights = folder / "model.safetensors"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:200])
+    elif damage == "garbage":
+        weights.write_bytes(b"\x00" * 64)
+    else:
+        other = save_model(tmp_path / "other", create_model("resnet10t"),
+                           TrainConfig(backbone="resnet10t"))
+        weights.write_bytes((other / "model.safetensors").read_bytes())
+    face = tmp_path / "face.png"
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(face)
+    for main, args in ((predict_main, [str(folder), str(face)]),
+                       (export_main, [str(folder), "--output", str(tmp_path / "m.onnx")])):
+        code = main(args)
+        err = capsys.readouterr().err
+        assert code == 2 and "model.safetensors" in one_short_line(err), err

@@ -23,6 +23,8 @@ import pytest
 from search.tensorboard_logs import METRICS
 
 REPO = Path(__file__).resolve().parents[1]
+# One xdist worker runs every user of the session's smoke search (tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("smoke")
 # What a person looks for, under the names the issue asked for (written out here, not imported:
 # a wrong tag in search/tensorboard_logs.py fails these tests).
 TAGS = {"val_accuracy": "PublicTest/accuracy", "val_loss": "PublicTest/loss",

@@ -59,6 +59,7 @@ def space_file(tmp_path):
     return path
 
 
+@pytest.mark.xdist_group("test_sigkill_driver_then_resume")  # its own search: any worker
 def test_sigkill_driver_then_resume(space_file, tmp_path, small_csv):
     out = tmp_path / "results"
     exp = out / "killed"
@@ -127,6 +128,7 @@ def _run_in_process(space_text: str, tmp_path: Path, name: str, data, trial_fn) 
         ray.shutdown()
 
 
+@pytest.mark.xdist_group("test_nan_trial_is_marked_failed_and_search_completes")  # its own search: any worker
 def test_nan_trial_is_marked_failed_and_search_completes(tmp_path, small_data):
     from tests.faults import trial_diverging_when_seed_is_1
 
@@ -171,6 +173,7 @@ params: {backbone: resnet10t, epochs: 1, batch_size: 64, lr: {loguniform: [1.0e-
     assert "Traceback" not in err.split("error: all")[-1]
 
 
+@pytest.mark.xdist_group("test_killed_trial_worker_is_retried_and_search_completes")  # its own search: any worker
 def test_killed_trial_worker_is_retried_and_search_completes(tmp_path, small_csv):
     """SIGKILL the process running a trial after its first epoch: with max_failures 1, Tune
     restarts the trial from its checkpoint, the trial completes, its epochs continue after the

@@ -22,7 +22,8 @@ from search.experiment_folder import ExperimentFolder
 from search.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+# One xdist worker runs every user of the session's smoke search (tests/conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke")]
 
 
 @pytest.fixture

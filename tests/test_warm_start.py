@@ -14,7 +14,8 @@ from search.experiment_folder import ExperimentFolder
 from search.run import main
 from tests.conftest import SMALL_NAME, data_file
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs every user of the session's smoke search (tests/conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke")]
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -1,0 +1,168 @@
+"""Break each integrity and trust guard once and see its test fail: a test that still passes with
+its guard broken proves nothing.
+
+    .venv/bin/python bench/mutations.py                 # every mutation, a table on stdout
+    .venv/bin/python bench/mutations.py --only resume_trust --out bench/mutations.md
+
+Each mutation replaces one snippet of the source (it must occur exactly once) and runs the
+guard's tests with pytest, after checking that they pass on the code as it is; the file is put
+back (also on Ctrl-C). A mutation is *caught* when a test fails (pytest exit 1); a run that
+errors, times out or cannot collect is reported as such, never as caught. Run it from a clean working tree: the files are edited in place while it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    guard: str      # what the code promises
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = [
+    Mutation("retrain_selects_on_privatetest",
+             "the retrain's keep_best / EMA / early stopping never see PrivateTest",
+             "search/retrain.py",
+             "result = fit(cfg, data, log=",
+             "result = fit(cfg, FER2013(data.train, data.private_test, None, data.source), log=",
+             ("tests/test_integrity.py",)),
+    Mutation("trials_see_privatetest",
+             "the driver hands search trials no PrivateTest",
+             "search/experiment.py",
+             "trial_fn, data=data.without_private_test(),",
+             "trial_fn, data=data,",
+             ("tests/test_search_e2e.py::test_private_test_never_reached_a_trial",)),
+    Mutation("trial_accepts_privatetest",
+             "a trial handed PrivateTest refuses before training",
+             "search/trainable.py",
+             "    if data.private_test is not None:  # the driver must strip it",
+             "    if False:  # the driver must strip it",
+             ("tests/test_search_e2e.py::test_trainable_refuses_private_test",)),
+    Mutation("resume_trusts_anyones_folder",
+             "--resume unpickles only state files the user alone could have written",
+             "search/resume_trust.py",
+             "    st = path.lstat()\n",
+             "    return None\n    st = path.lstat()\n",
+             ("tests/test_resume.py::test_resume_never_unpickles_a_folder_others_could_write",)),
+    Mutation("name_leaves_output",
+             "--name and a space's name stay one folder inside --output",
+             "search/run.py",
+             'bad = (not name or name in (".", "..") or "/" in name or "\\\\" in name or len(name) > 200',
+             'bad = (not name or len(name) > 200',
+             ("tests/test_space.py::test_a_name_never_places_a_run_outside_output",
+              "tests/test_space.py::test_a_space_name_that_is_a_path_is_refused")),
+    Mutation("retrain_only_overwrites",
+             "--retrain-only keeps every earlier retrain's outputs",
+             "search/experiment_folder.py",
+             "        for path in outputs:\n            path.rename(target / path.name)\n",
+             "",
+             ("tests/test_search_e2e.py::test_retrain_only_keeps_the_earlier_retrain_and_counts_privatetest_looks",)),
+    Mutation("edited_metrics_pass",
+             "an edited metrics.json is refused with one line before the report rewrites anything",
+             "search/result_records.py",
+             "    _check(record, METRICS, path)",
+             "    return",
+             ("tests/test_result_records.py",)),
+    Mutation("private_api_unchecked",
+             "a moved Ray / Optuna private attribute is named before the search starts",
+             "search/private_api.py",
+             'for attr in ("_trial_info", "_time_attr", "_metric_op", "_mode"):',
+             'for attr in ():',
+             ("tests/test_private_api.py",)),
+    Mutation("yaml_bomb_expands",
+             "a YAML alias bomb is refused before it expands",
+             "fer_models/textfiles.py",
+             "            if values > MAX_YAML_VALUES:",
+             "            if values > MAX_YAML_VALUES ** 3:",
+             ("tests/test_input_bombs.py",)),
+    Mutation("long_error_lines",
+             "an error is one line of at most ~600 characters, whatever value it quotes",
+             "fer_models/cli.py",
+             "    if len(text) > MAX_ERROR_CHARS:",
+             "    if False:",
+             ("tests/test_input_bombs.py",)),
+    Mutation("dropout_bound_widened",
+             "each TrainConfig field accepts what it means and nothing else",
+             "fer_models/validation.py",
+             '"dropout": _unit(open_high=True),',
+             '"dropout": Rule("float", 0, 2),',
+             ("tests/test_field_bounds.py",)),
+]
+
+
+def pytest(tests: tuple[str, ...], timeout_s: int) -> tuple[int, str]:
+    """pytest's exit code (-1: timed out) and its first FAILED/ERROR line (or its last line).
+    FER_REQUIRE_DATA=1: a test that would skip for missing data fails instead, so a skip never
+    passes for a caught or a clean run."""
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                               "--no-header", "-o", "addopts=", *tests], cwd=REPO,
+                              capture_output=True, text=True, timeout=timeout_s,
+                              env={**os.environ, "FER_REQUIRE_DATA": "1"})
+    except subprocess.TimeoutExpired:
+        return -1, f"timed out after {timeout_s} s"
+    lines = proc.stdout.splitlines()
+    failed = [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))]
+    return proc.returncode, (failed[0] if failed else lines[-1] if lines else proc.stderr[-200:])
+
+
+def run(m: Mutation, timeout_s: int) -> tuple[str, float, str]:
+    """(verdict, seconds, first failure): the tests must pass on the code as it is, then fail
+    (pytest exit 1: a test failed) with the mutation in place."""
+    path = REPO / m.file
+    original = path.read_text()
+    if original.count(m.old) != 1:
+        return "snippet not found once", 0.0, ""
+    started = time.monotonic()
+    code, line = pytest(m.tests, timeout_s)
+    if code != 0:
+        return "tests fail unmutated", time.monotonic() - started, line
+    try:
+        path.write_text(original.replace(m.old, m.new))
+        code, line = pytest(m.tests, timeout_s)
+    finally:
+        path.write_text(original)
+    verdict = {0: "NOT CAUGHT", 1: "caught", -1: "timeout"}.get(code, f"pytest exit {code}")
+    return verdict, time.monotonic() - started, line
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="+", metavar="NAME", choices=[m.name for m in MUTATIONS],
+                    help="run these mutations only")
+    ap.add_argument("--out", help="also write the table (markdown) here")
+    ap.add_argument("--timeout", type=int, default=900, help="seconds per mutation's tests")
+    args = ap.parse_args(argv)
+    rows = ["| mutation | guard broken | tests run | verdict | first failure | seconds |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    missed = 0
+    for m in MUTATIONS:
+        if args.only and m.name not in args.only:
+            continue
+        verdict, seconds, first = run(m, args.timeout)
+        missed += verdict != "caught"
+        rows.append(f"| `{m.name}` | {m.guard} | {', '.join(f'`{t}`' for t in m.tests)} | "
+                    f"**{verdict}** | `{first[:120]}` | {seconds:.0f} |")
+        print(rows[-1], flush=True)
+    table = "\n".join(rows) + "\n"
+    if args.out:
+        Path(args.out).write_text(table)
+    print(table)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
