@@ -6,10 +6,11 @@ PY := $(VENV)/bin/python
 SPACE ?= spaces/cpu.yaml
 DATA ?= data/fer2013.csv
 ARGS ?=
-# The suite's end-to-end searches mostly wait (Ray starting, trial processes importing torch):
-# four at once keep two cores busy. A file's tests share a worker (--dist loadgroup and
-# tests/conftest.py), so a module's shared search runs once; the smoke search's users share one.
-TEST_WORKERS ?= 4
+# pytest-xdist workers (0: none). On 2 cores the suite is CPU-bound: four workers took longer
+# than one process (README). On a bigger machine, e.g. make test TEST_WORKERS=8: a file's tests
+# share a worker (--dist loadgroup and tests/conftest.py), so a module's shared search runs
+# once, and the smoke search's users share one.
+TEST_WORKERS ?= 0
 
 .PHONY: install test search bench
 
