@@ -104,7 +104,7 @@ def what_servers_say(tb: str, dash: str) -> dict:
         + [{"metric": m["name"], "includeInResult": True} for m in experiment.get("metricInfos", [])]})
     rows = {s["name"]: {m["name"]["tag"]: m.get("value") for m in s.get("metricValues", [])}
             for g in groups.get("sessionGroups", []) for s in g["sessions"]}
-    studies = get_json(f"{dash}/api/studies")["studies"]
+    studies = get_json(f"{dash}/api/studies")["study_summaries"]
     study = get_json(f"{dash}/api/studies/{studies[0]['study_id']}")
     return {
         "tensorboard_runs": {run: sorted(t) for run, t in tags.items()},
@@ -169,7 +169,7 @@ def main(argv=None) -> int:
                 time.sleep(15)  # TensorBoard's next reload
             print(f"{moment}:", flush=True)
             seen[moment] = what_servers_say(tb, dash)
-            study_id = get_json(f"{dash}/api/studies")["studies"][0]["study_id"]
+            study_id = get_json(f"{dash}/api/studies")["study_summaries"][0]["study_id"]
             shoot(args.chromium, f"{tb}/?darkMode=false#scalars", out / f"tb-scalars-{moment}.png",
                   args.wait_ms)
             shoot(args.chromium, f"{tb}/?darkMode=false#hparams", out / f"tb-hparams-{moment}.png",
