@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU run, in under 10 minutes on one H100 (the device tool lends 15 minutes a session):
+# The GPU run, sized for under 10 minutes on one H100 (not yet run on one) (the device tool lends 15 minutes a session):
 #   (a) trainer throughput on the GPU for a few backbones (bench_trainer.py: model alone / this
 #       trainer / a DataLoader pipeline); the gpu space's models eager, under torch.compile and
 #       with CUDA graphs, as model FLOP/s and a share of the GPU's bf16 peak (bench_speed.py);

@@ -1,10 +1,10 @@
 """Convolutions over tiny feature maps as one matrix product, for bf16 training on the CPU.
 
 At 48 px a ResNet's last stages see 3x3 and 2x2 maps. oneDNN's AMX convolution kernels
-(``brg_conv_fwd`` / ``brgconv_bwd_w``) are built for large maps and reach ~55-60 GFLOP/s there,
-a few percent of what the same multiply-adds reach as a matrix product: the 512->512 3x3 conv
-on a 2x2 map, batch 128, took 127 ms forward + backward, 26 ms as a matmul (``bench/bench_speed.py
-convs``). Stage 4 alone was ~45% of a resnet10t training step.
+(``brg_conv_fwd`` / ``brgconv_bwd_w``) are built for large maps and reach 60-190 GFLOP/s there
+against 300-400 for the same multiply-adds as a matrix product: the 512->512 3x3 conv on a 2x2
+map, batch 128, took 116 ms forward + backward, 19 ms as a matmul (``bench/bench_speed.py
+convs``, on a Xeon with AMX). Stage 4 alone was ~45% of a resnet10t training step.
 
 :class:`SmallMapConv2d` gathers the kernel's shifted windows of the (padded, channels-last) input
 into a (B*Ho*Wo, kh*kw*C) bf16 matrix and multiplies it by the weight once; autograd differentiates

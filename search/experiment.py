@@ -25,7 +25,7 @@ from .objectives import describe_constraints, feasible_mask, pareto_front
 from .outputs import trials_table, write_best_yaml
 from .plateau import PlateauStop
 from .report import log_retrain_tensorboard, write_report
-from .retrain import retrain_top
+from .retrain import planned_epochs, retrain_top
 from .scheduler import ResumableASHA
 from .default_baseline import compare_with_default, describe_comparison
 from .searcher import PrunedAwareOptunaSearch
@@ -324,7 +324,9 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
     if kept is not None:
         print(f"the earlier retrain is kept in {kept}; PrivateTest is scored again "
               f"(look {len(folder.earlier_retrains()) + 1} in this folder)", flush=True)
-    write_best_yaml(folder.best_yaml, space, best_config)
+    epochs, plan = planned_epochs(space, best_config, float(winner["seconds"]),
+                                  int(winner["epochs"]))
+    write_best_yaml(folder.best_yaml, space, best_config, epochs)
     vs_default = compare_with_default(table, folder, str(winner["trial_id"]))
     print(f"best trial {winner['trial_id']}: PublicTest accuracy {winner['best_val_accuracy']:.4f}"
           f" after {int(winner['epochs'])} epochs; retraining ...", flush=True)
@@ -334,8 +336,12 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
               + ", ".join(f"{row['trial_id']} ({row['best_val_accuracy']:.4f})" for row, _ in top),
               flush=True)
 
+    if plan:
+        print(plan, flush=True)
     retrain = retrain_top(space, data, [cfg for _, cfg in top], experiment,
-                          trial_ids=[str(row["trial_id"]) for row, _ in top], ensemble=not pareto)
+                          trial_ids=[str(row["trial_id"]) for row, _ in top], ensemble=not pareto,
+                          epochs=epochs)
+    retrain["plan"] = plan
     metrics = retrain["metrics"]
     write_json(folder.metrics_json, metrics)
     summary = _summary(space, experiment, table, winner, retrain, command=command,
@@ -420,6 +426,7 @@ def _summary(space, experiment: Path, table: pd.DataFrame, winner, retrain: dict
         # the earlier ones are kept, with their figures, in earlier-retrains/.
         "private_test_looks": looks,
         "retrain_epochs": retrain["epochs"], "retrain_seeds": retrain["seeds"],
+        "retrain_epochs_rule": retrain.get("plan") or "retrain.epochs",
         "private_test_accuracy": metrics["accuracy"],
         "private_test_accuracy_mean": metrics["accuracy_mean"],
         "private_test_accuracy_sd": metrics["accuracy_sd"],

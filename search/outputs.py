@@ -80,15 +80,16 @@ def error_reason(error: BaseException) -> str:
     return (causes[-1] if causes else (text[-1] if text else type(error).__name__))[:300]
 
 
-def write_best_yaml(path: Path, space, config: dict) -> None:
-    """The winning config as a space file with every param fixed: re-runnable as it is."""
+def write_best_yaml(path: Path, space, config: dict, retrain_epochs: int = 0) -> None:
+    """The winning config as a space file with every param fixed: re-runnable as it is.
+    ``retrain_epochs``: the epochs the retrain runs (a time budget's choice), fixed here too."""
     doc = {
         "name": f"{space.name}-best",
         "objectives": space.metric,
         "search": {"sampler": space.search.sampler, "seed": space.search.seed, "num_samples": 1,
                    "max_concurrent": 1, "asha": False,
                    "drop_duplicates": space.search.drop_duplicates},
-        "retrain": {"epochs": space.retrain.epochs, "seeds": list(space.retrain.seeds),
+        "retrain": {"epochs": retrain_epochs or space.retrain.epochs, "seeds": list(space.retrain.seeds),
                     "tta": space.retrain.tta,
                     "top_k": 1,  # one config: nothing to ensemble
                     **({"params": dict(space.retrain.params)} if space.retrain.params else {})},

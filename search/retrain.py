@@ -79,10 +79,50 @@ def task_resources(nodes: list[dict], n_tasks: int) -> dict:
     return {"num_gpus": 0, "num_cpus": max(1, node_cpus // max(n_tasks, 1))}
 
 
-def retrain_configs(space, configs: list[dict]) -> list[dict]:
+def budget_epochs(budget_minutes: float, cap: int, trial_seconds: float, trial_epochs: int) -> int:
+    """The epochs that fit ``budget_minutes`` at a trial's measured pace, at most ``cap``.
+
+    The trial ran the same config beside as many others as the retrain runs seeds side by side
+    (two 1-CPU trainings on two cores), its epochs including evaluation, checkpoints and start-up:
+    a slightly slow pace, so the estimate errs toward fewer epochs.
+
+    Example:
+        >>> budget_epochs(75, cap=120, trial_seconds=600.0, trial_epochs=12)  # 50 s an epoch
+        90
+        >>> budget_epochs(75, cap=60, trial_seconds=600.0, trial_epochs=12)
+        60
+        >>> budget_epochs(0.1, cap=60, trial_seconds=600.0, trial_epochs=12)  # one at least
+        1
+    """
+    if trial_seconds <= 0 or trial_epochs <= 0:
+        return cap
+    pace = trial_seconds / trial_epochs
+    return max(1, min(cap, int(budget_minutes * 60 // pace)))
+
+
+def planned_epochs(space, winner_config: dict, trial_seconds: float,
+                   trial_epochs: int) -> tuple[int, str]:
+    """The retrain's epochs, and a line saying how ``retrain.time_budget_minutes`` set them
+    ("" without a budget)."""
+    cap = space.retrain.epochs or int(winner_config.get("epochs", TrainConfig().epochs))
+    budget = space.retrain.time_budget_minutes  # set only with retrain.epochs (space.py)
+    if not budget:
+        return cap, ""
+    if trial_seconds <= 0 or trial_epochs <= 0:
+        return cap, (f"retrain: {cap} epochs (the winner's trial measured no pace to fit "
+                     f"the {budget:g}-minute budget)")
+    epochs = budget_epochs(budget, cap, trial_seconds, trial_epochs)
+    pace = trial_seconds / trial_epochs
+    why = "the cap, retrain.epochs" if epochs == cap else f"what fits {budget:g} minutes"
+    return epochs, (f"retrain: {epochs} epochs ({why}) at {pace:.0f} s an epoch, the winner's "
+                    f"pace in its trial")
+
+
+def retrain_configs(space, configs: list[dict], epochs: int = 0) -> list[dict]:
     """The training configs of every retrain task: member i's config x seeds (seeds beyond the
-    first for the winner only: they measure its spread, the ensemble uses the first seed)."""
-    epochs = space.retrain.epochs
+    first for the winner only: they measure its spread, the ensemble uses the first seed).
+    ``epochs`` (from :func:`planned_epochs`) overrides ``retrain.epochs``."""
+    epochs = epochs or space.retrain.epochs
     tasks = []
     for i, best in enumerate(configs):
         config = {**best, **space.retrain.params}  # what a short trial cannot judge
@@ -99,7 +139,8 @@ def retrain_configs(space, configs: list[dict]) -> list[dict]:
 
 
 def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
-                trial_ids: list[str] | None = None, ensemble: bool = True) -> dict:
+                trial_ids: list[str] | None = None, ensemble: bool = True,
+                epochs: int = 0) -> dict:
     """Retrain ``configs`` (best first), write ``model/`` and the other configs' models, return
     metrics. ``ensemble``: the models are an ensemble (``ensemble/``, their averaged
     probabilities scored too); else each stands alone, scored once (``pareto/``: points of a
@@ -108,7 +149,7 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
     from fer_models.ensemble import save_ensemble
     from fer_models.evaluate import metrics_from_probs
 
-    tasks = retrain_configs(space, configs)
+    tasks = retrain_configs(space, configs, epochs)
     resources = retrain_resources(len(tasks))
     data_ref = ray.put(data)  # the only object that carries PrivateTest
     start = time.time()

@@ -14,6 +14,7 @@ import optuna
 
 from .objectives import constraint_values
 from .private_api import OptunaSearchWithTrials
+from .study_end import name_objectives
 from .trainable import FINISHED_KEY
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ class PrunedAwareOptunaSearch(OptunaSearchWithTrials):
     def __init__(self, *args, constraints: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.constraints = constraints or {}
+        if self.study is not None:  # set up in __init__ when the space is given (as here)
+            name_objectives(self.study, self.metric if isinstance(self.metric, list)
+                            else [self.metric])
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if self.constraints and result and self.optuna_trial(trial_id) is not None \

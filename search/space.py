@@ -109,6 +109,9 @@ class Resources:
 @dataclass
 class RetrainSettings:
     epochs: int = 0                  # 0: the winner's own epochs
+    time_budget_minutes: float = 0.0  # >0: as many epochs as fit this long at the winner's
+                                     # measured pace in its trial, at most ``epochs``
+                                     # (search/retrain.py, planned_epochs)
     seeds: list = field(default_factory=lambda: [0])
     tta: bool = True                 # also report ten-crop+flip accuracy (beside the plain one)
     top_k: int = 1                   # >1: also retrain the next best distinct configs, ensemble them
@@ -374,6 +377,11 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
         raise err("resources.trials_per_gpu", "must be >= 1")
     if retrain.epochs < 0:
         raise err("retrain.epochs", "must be >= 0 (0 = the winner's own epochs)")
+    if retrain.time_budget_minutes < 0:
+        raise err("retrain.time_budget_minutes", "must be >= 0 (0 = no budget)")
+    if retrain.time_budget_minutes and not retrain.epochs:
+        raise err("retrain.time_budget_minutes", "needs retrain.epochs: the most epochs the "
+                  "budget may buy")
     if not _matches(retrain.top_k, int) or retrain.top_k < 1:
         raise err("retrain.top_k", f"must be an integer >= 1, got {retrain.top_k!r}")
     if not retrain.seeds or not all(_matches(s, int) for s in retrain.seeds):

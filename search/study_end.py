@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 
-__all__ = ["close_study"]
+__all__ = ["close_study", "name_objectives"]
 
 
 def close_study(study, metric_names: list[str], reason: str) -> int:
@@ -36,8 +36,16 @@ def close_study(study, metric_names: list[str], reason: str) -> int:
         ended_by[str(trial.number)] = reason
     if running:
         study.set_user_attr("ended_by", ended_by)
+    name_objectives(study, metric_names)
+    return len(running)
+
+
+def name_objectives(study, metric_names: list[str]) -> None:
+    """Name the study's objectives (optuna-dashboard shows "Objective 0" otherwise): when the
+    search starts, so that a study watched mid-search is named too, and again when it ends."""
+    import optuna
+
     if study.metric_names != list(metric_names):
         with warnings.catch_warnings():  # "experimental": a note for Optuna's users, not ours
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(metric_names))
-    return len(running)

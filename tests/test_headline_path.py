@@ -26,7 +26,9 @@ def headline(tmp_path_factory, fer_cache_dir):
     space = yaml.safe_load((REPO / "spaces" / "cpu.yaml").read_text())
     shipped = {k: space["search"][k] for k in ("sampler", "max_concurrent")}
     space["params"]["epochs"] = 2
-    space["retrain"]["epochs"] = 1
+    space["retrain"]["epochs"] = 3
+    # A budget no epoch fits: the retrain runs one epoch, not the cap of 3 (planned_epochs).
+    space["retrain"]["time_budget_minutes"] = 0.001
     space["search"]["time_budget_minutes"] = 0.75  # cuts trials mid-run: the study must close them
     folder = tmp_path_factory.mktemp("headline")
     path = folder / "cpu-tiny.yaml"
@@ -55,6 +57,16 @@ def test_the_headline_path_runs_and_reports_every_figure(headline):
     assert summary["private_test_accuracy_sd"] is not None
     assert summary["default_config"] and summary["vs_default"] is not None
     assert proc.stdout.strip().splitlines()[-1].startswith("PrivateTest accuracy: ")
+
+
+def test_the_retrain_runs_the_epochs_its_time_budget_fits(headline):
+    proc, exp, _, _ = headline
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["retrain_epochs"] == 1 and "fits 0.001 minutes" in summary["retrain_epochs_rule"]
+    assert "retrain: 1 epochs (what fits 0.001 minutes)" in proc.stdout
+    assert yaml.safe_load((exp / "best.yaml").read_text())["retrain"]["epochs"] == 1
+    history = ExperimentFolder(exp).read_history()
+    assert len(history) == 1
 
 
 def test_no_trial_is_left_running_in_the_study_and_its_objective_is_named(headline):

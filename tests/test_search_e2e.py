@@ -236,6 +236,18 @@ def test_close_study_ends_cut_trials_in_a_journal(tmp_path):
     assert close_study(again, ["val_accuracy"], "x") == 0  # idempotent
 
 
+def test_the_study_is_named_before_its_first_trial(tmp_path):
+    """optuna-dashboard opened mid-search shows the objective's name, not "Objective 0"."""
+    from search.searcher import PrunedAwareOptunaSearch
+
+    folder = ExperimentFolder(tmp_path)
+    PrunedAwareOptunaSearch(space=lambda trial: {"lr": trial.suggest_float("lr", 1e-4, 1e-2)},
+                            metric="val_accuracy", mode="max", study_name="fer-search",
+                            storage=folder.study_storage())
+    study = folder.load_study()  # read back from the journal, no trial yet
+    assert study.metric_names == ["val_accuracy"] and not study.trials
+
+
 def test_the_end_of_the_search_is_printed_once(smoke_run):
     proc, _ = smoke_run
     lines = proc.stdout.splitlines()

@@ -92,6 +92,9 @@ BAD_SPACES = [
     ("not_tunable_key", "params: {extra: 1}", "params.extra", "unknown key"),
     # NaN and infinities: every comparison with NaN is false, so no bound check would catch it
     ("nan_time_budget", "search: {time_budget_minutes: .nan}\nparams: {epochs: 1}", "search.time_budget_minutes", "not a finite number"),
+    ("negative_retrain_budget", "retrain: {time_budget_minutes: -5}\nparams: {epochs: 1}", "retrain.time_budget_minutes", ">= 0"),
+    ("retrain_budget_without_a_cap", "retrain: {time_budget_minutes: 60}\nparams: {epochs: 1}", "retrain.time_budget_minutes", "needs retrain.epochs"),
+    ("nan_retrain_budget", "retrain: {time_budget_minutes: .nan}\nparams: {epochs: 1}", "retrain.time_budget_minutes", "not a finite number"),
     ("nan_range_end", "params: {dropout: {uniform: [.nan, 0.5]}}", "params.dropout.uniform[0]", "not a finite number"),
     ("inf_fixed_value", "params: {lr: .inf}", "params.lr", "not a finite number"),
     ("nan_retrain_param", "retrain: {params: {erase_prob: .nan}}\nparams: {epochs: 1}", "retrain.params.erase_prob", "not a finite number"),
