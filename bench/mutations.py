@@ -124,6 +124,18 @@ MUTATIONS = [
              "        if self.study is not None:  # set up in __init__",
              "        if False:  # set up in __init__",
              ("tests/test_search_e2e.py::test_the_study_is_named_before_its_first_trial",)),
+    Mutation("step_too_fine_passes",
+             "a range step too fine to count its points is refused in one line",
+             "search/distributions.py",
+             "        if step is not None and not (high - low) / step <= MAX_STEPS:  # inf too",
+             "        if False:  # inf too",
+             ("tests/test_space.py::test_bad_space_exits_2_naming_file_and_key",)),
+    Mutation("non_ascii_pixels_pass",
+             "pixels separated by non-ASCII spaces are refused, naming the line and the character",
+             "fer_models/data.py",
+             "    return row.isascii() and all(t.isdigit() for t in row.split())",
+             "    return all(t.isdigit() for t in row.split())",
+             ("tests/test_data.py::test_non_ascii_space_between_pixels_is_a_data_error",)),
 ]
 
 

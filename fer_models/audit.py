@@ -184,6 +184,14 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _count(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the ValueError into exit 2)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog("fer_models.audit"),
@@ -193,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="results/audit",
                         help="folder for audit.json, duplicates.csv and contact_sheet.png "
                              "(default: results/audit)")
-    parser.add_argument("--per-class", type=int, default=12, help="faces per class on the sheet")
+    parser.add_argument("--per-class", type=_count, default=12, help="faces per class on the sheet")
     parser.add_argument("--json", action="store_true", help="print audit.json instead of tables")
     args = parser.parse_args(argv)
     try:

@@ -82,7 +82,7 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
 def _read_config(config_file: Path) -> TrainConfig:
     try:
         return TrainConfig.from_dict(load_json_object(config_file))
-    except (ValueError, TypeError) as e:  # a value no TrainConfig accepts: name the file
+    except (ValueError, TypeError, OverflowError) as e:  # a value no TrainConfig accepts
         raise e if isinstance(e, InputFileError) else InputFileError(f"{config_file}: {e}") from None
 
 

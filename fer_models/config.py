@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 
 from .augment import AugmentConfig
@@ -145,7 +146,9 @@ class TrainConfig:
             # Optuna and YAML hand over numpy/int values for float fields: normalise the obvious.
             if t == "float" and isinstance(v, (int, float)) and not isinstance(v, bool):
                 v = float(v)
-            elif t == "int" and hasattr(v, "__int__") and float(v) == int(v) and not isinstance(v, bool):
+            elif t == "int" and not isinstance(v, bool) and (
+                    isinstance(v, numbers.Integral)
+                    or (isinstance(v, numbers.Real) and float(v).is_integer())):  # not inf or NaN
                 v = int(v)
             coerced[k] = v
         return cls(**coerced)

@@ -252,7 +252,12 @@ def _parse_pixels(path: Path, raw: np.ndarray, n: int) -> np.ndarray:
     counts = np.array([_token_count(row) for row in raw])
     if values is None:  # a token numpy could not read: find and name it
         bad = np.array([i for i, row in enumerate(raw) if not _is_digit_row(row)])
-        token = next(t for t in str(raw[bad[0]]).split() if not (t.isdigit() and t.isascii()))
+        row = str(raw[bad[0]])
+        token = next((t for t in row.split() if not (t.isdigit() and t.isascii())), None)
+        if token is None:  # digits between non-ASCII spaces, which str.split() splits on
+            char = next(c for c in row if not c.isascii())
+            raise _fail_rows(path, bad, f"pixels hold the non-ASCII character {char!r}; "
+                                        "separate values with plain spaces")
         raise _fail_rows(path, bad, f"pixel value {_short(repr(token), 40)} is not a non-negative integer")
     wrong = np.flatnonzero(counts != NUM_PIXELS)
     if len(wrong):
@@ -276,7 +281,10 @@ def _parse_chunk(rows: np.ndarray) -> np.ndarray | None:
         # numpy warns (and stops early) at the first token it cannot read as an integer.
         warnings.simplefilter("error", DeprecationWarning)
         try:
-            values = np.fromstring(" ".join(rows), dtype=np.int64, sep=" ")  # noqa: NPY201
+            joined = " ".join(rows)
+            if not joined.isascii():  # numpy and str.split() disagree on non-ASCII spaces
+                return None
+            values = np.fromstring(joined, dtype=np.int64, sep=" ")  # noqa: NPY201
         except (DeprecationWarning, ValueError):
             return None
     if any(not _is_digit_row(r) for r in rows if "-" in r or "+" in r):  # sign chars parse as ints
@@ -285,7 +293,7 @@ def _parse_chunk(rows: np.ndarray) -> np.ndarray | None:
 
 
 def _is_digit_row(row: str) -> bool:
-    return all(t.isdigit() and t.isascii() for t in row.split())
+    return row.isascii() and all(t.isdigit() for t in row.split())
 
 
 def _token_count(row: str) -> int:

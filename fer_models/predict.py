@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -175,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give IMAGE files or --data PATH (one of the two)")
     if args.predictions and args.images:
         parser.error("--predictions is for scoring a split (no IMAGE files)")
+    if args.predictions and not _writable_file(Path(args.predictions)):
+        print(f"error: --predictions {args.predictions}: cannot write a file there (a folder, "
+              "or a folder that is missing or read-only)", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     from .ensemble import is_predictor_folder
 
@@ -211,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
                 where = ""
             print(f"{path}: {label} ({top}){where}")
     return 0
+
+
+def _writable_file(path: Path) -> bool:
+    """Checked before the model is scored: a bad --predictions path must not cost the compute."""
+    if path.is_file():
+        return os.access(path, os.W_OK)
+    return not path.exists() and path.parent.is_dir() and os.access(path.parent, os.W_OK)
 
 
 def _load(model_dir: Path):

@@ -128,6 +128,10 @@ def load_yaml(path: str | os.PathLike):
                              "write the values out") from None
     except yaml.YAMLError as e:
         raise InputFileError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
+    except InputFileError:
+        raise
+    except ValueError as e:  # an int of over 4,300 digits, a date such as 2026-13-45
+        raise InputFileError(_unreadable_value(path, e)) from None
     except RecursionError:
         raise InputFileError(f"{path}: nested too deeply to read") from None
 
@@ -155,6 +159,12 @@ def _expanded_size(node, sizes: dict) -> int:
     return sizes[key]
 
 
+def _unreadable_value(path, error: ValueError) -> str:
+    if "digits" in str(error):  # Python reads no integer of over 4,300 digits
+        return f"{path}: a number too long to read (over 4,300 digits)"
+    return f"{path}: a value that cannot be read ({' '.join(str(error).split())[:200]})"
+
+
 def load_json_object(path: str | os.PathLike) -> dict:
     """:func:`load_json` of a file that must hold one JSON object (a mapping)."""
     value = load_json(path)
@@ -171,5 +181,7 @@ def load_json(path: str | os.PathLike):
     except json.JSONDecodeError as e:
         raise InputFileError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: "
                              f"{e.msg})") from None
+    except ValueError as e:  # an int of over 4,300 digits (sys.set_int_max_str_digits)
+        raise InputFileError(_unreadable_value(path, e)) from None
     except RecursionError:
         raise InputFileError(f"{path}: nested too deeply to read") from None

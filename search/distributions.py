@@ -34,6 +34,7 @@ __all__ = ["KINDS", "Choice", "Fixed", "IntRange", "LogUniform", "Param", "Range
 
 Err = Callable[[str, str], Exception]   # (key, message) -> the exception to raise
 CHECK_EVERY_POINT = 10_000   # a stepped range this small has each value checked, not its ends
+MAX_STEPS = 1e12             # finer steps than this are a continuous range written badly
 
 
 @dataclass
@@ -267,6 +268,9 @@ class Range(Param):
         step = spec.get("step")
         if step is not None and (not is_number(step) or step <= 0 or step > high - low):
             raise err(f"{key}.step", f"must be a number in (0, high - low], got {step!r}")
+        if step is not None and not (high - low) / step <= MAX_STEPS:  # inf too
+            raise err(f"{key}.step", f"{step!r} is too fine: more than {MAX_STEPS:.0e} points "
+                      "between low and high; leave step out for a continuous range")
         log = spec.get("log", False)
         if not isinstance(log, bool) or (log and kind != "int"):
             raise err(f"{key}.log", "log: true is for int ranges (use loguniform for floats)")

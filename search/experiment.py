@@ -5,6 +5,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -46,7 +47,8 @@ class AllTrialsFailed(RuntimeError):
 
 
 class ResourceError(ValueError):
-    """A trial asks for more than any node of the cluster has: it would wait forever."""
+    """The cluster cannot run the search: unreachable, or a trial asks for more than any node
+    has (it would wait forever)."""
 
 
 def check_trial_fits(resources: dict, nodes: list[dict], space_path) -> None:
@@ -72,8 +74,14 @@ def start_ray(address: str | None, num_cpus: int | None) -> None:
     # Trials read ImageNet weights from the cache the driver checked, and never download.
     worker_env = {"HF_HUB_OFFLINE": "1", CACHE_ENV: str(hub_cache_dir().resolve())}
     if address:
+        _check_reachable(address)
         # Other machines' workers only get the variables through a job runtime_env.
-        ray.init(address=address, log_to_driver=True, runtime_env={"env_vars": worker_env})
+        try:
+            ray.init(address=address, log_to_driver=True, runtime_env={"env_vars": worker_env})
+        except (ConnectionError, TimeoutError) as e:
+            reason = " ".join(str(e).split())[:200]
+            raise ResourceError(f"--address {address}: no Ray cluster reached there ({reason})") \
+                from None
         return
     # Embedded local Ray; no dashboard (nothing to expose, and it saves seconds of start-up).
     # Its raylet inherits this environment and its workers the raylet's: no runtime_env, so the
@@ -82,6 +90,21 @@ def start_ray(address: str | None, num_cpus: int | None) -> None:
     # 46.5 s; bench/bench_scale.py idle --actors 64 [--job-env]).
     with _environment(worker_env):
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+
+
+def _check_reachable(address: str) -> None:
+    """ResourceError at once when nothing listens at a ``host:port`` address: ray.init would
+    retry for about 12 minutes before giving up (20 tries of its GCS client)."""
+    if address == "auto" or "://" in address:
+        return  # found by Ray itself, or a Ray Client address
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=5).close()
+    except ValueError:
+        raise ResourceError(f"--address {address}: not host:port (or auto, or ray://...)") from None
+    except OSError as e:
+        raise ResourceError(f"--address {address}: no Ray cluster reached there "
+                            f"({e.strerror or e})") from None
 
 
 @contextlib.contextmanager

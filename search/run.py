@@ -192,6 +192,8 @@ def _inputs(args):
     name = args.name if given else f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
     _check_name(name, "--name" if given else f"name in {space.path}")
     experiment = output / name
+    if experiment.exists() and not experiment.is_dir():
+        raise UsageError(f"{experiment} exists and is not a folder; choose another --name")
     if experiment.exists() and any(experiment.iterdir()):
         raise UsageError(f"{experiment} already exists and is not empty; choose another "
                          "--name, or continue it with --resume (results there are kept)")
@@ -266,8 +268,12 @@ def _use_weights_cache(args, experiment: Path) -> Path | None:
         cache = ExperimentFolder(experiment).read_run().get("weights_cache")
     if not cache:
         return None
-    os.environ[CACHE_ENV] = str(Path(cache).expanduser().resolve())
-    return Path(cache)
+    try:
+        resolved = Path(cache).expanduser().resolve()
+    except RuntimeError as e:  # ~user of no user on this machine
+        raise UsageError(f"--weights-cache {cache}: {e}") from None
+    os.environ[CACHE_ENV] = str(resolved)
+    return resolved
 
 
 def _discard_unstarted(experiment: Path) -> None:

@@ -230,6 +230,9 @@ def load_space(path: str | Path, *, upgrade_earlier: bool = False) -> SearchSpac
     _reject_non_finite(raw, "", err)
     _reject_renamed(raw, err)
     reject_unknown(raw, _SECTIONS, "", err)
+    if "data" in raw and raw["data"] is not None and not (isinstance(raw["data"], str)
+                                                          and raw["data"].strip()):
+        raise err("data", f"must be a file path (the FER2013 CSV), got {raw['data']!r}"[:200])
     if not isinstance(raw.get("params"), dict) or not raw["params"]:
         raise err("params", "required: a mapping of TrainConfig fields to values or distributions")
     objectives = parse_objectives(raw.get("objectives"), err)
@@ -268,11 +271,17 @@ def check_settings(space: SearchSpace, source: str) -> None:
     _check_settings(space.search, space.resources, space.retrain, err)
 
 
+MAX_INT = 2 ** 53  # the largest integer a float holds exactly
+
+
 def _reject_non_finite(value, key: str, err) -> None:
     """NaN and infinities anywhere in the file (YAML's .nan, .inf): every comparison a rule
     makes with NaN is false, so a rule would let it through."""
     if isinstance(value, float) and not math.isfinite(value):
         raise err(key or "(top level)", f"{value} is not a finite number")
+    if isinstance(value, int) and abs(value) > MAX_INT:  # no float holds it: every rule would
+        raise err(key or "(top level)", f"an integer of {value.bit_length()} bits is too large "
+                  "(over 2**53)")
     if isinstance(value, dict):
         for k, v in value.items():
             _reject_non_finite(v, f"{key}.{k}" if key else str(k), err)
@@ -483,9 +492,14 @@ def _check_backbones(space: SearchSpace, err) -> None:
                else None]
     options += [("pretrained_file", v) for v in (weights.values() if weights else [])
                 if v is not None and Path(v).is_file()]
+    # The retrain's drop_path (its one model option: _MODEL_FIELDS) meets every backbone that
+    # can win before the search, not after it.
+    if space.retrain.params.get("drop_path"):
+        options.append(("retrain.params.drop_path", space.retrain.params["drop_path"]))
     for b in space.backbones():
         for option, value in filter(None, options):
+            key = option if option.startswith("retrain.") else f"params.{option}"
             try:
-                check_model_option(b, option, value)
+                check_model_option(b, option.rpartition(".")[2], value)
             except ModelConfigError as e:
-                raise err(f"params.{option}", f"{b}: {e}") from None
+                raise err(key, f"{b}: {e}") from None

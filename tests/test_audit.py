@@ -65,6 +65,15 @@ def test_drop_cross_split_duplicates():
     assert np.array_equal(new.train.labels, np.delete(data.train.labels, [2, 3]))
 
 
+@pytest.mark.parametrize("count", ["-3", "0"])
+def test_a_contact_sheet_of_no_faces_is_refused_before_loading(count, tmp_path, capsys):
+    out = tmp_path / "audit"
+    with pytest.raises(SystemExit) as info:
+        main(["--data", str(tmp_path / "never-read.csv"), "--output", str(out), "--per-class", count])
+    assert info.value.code == 2 and "--per-class" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_cli_on_the_real_sample(tmp_path, capsys):
     path = data_file("fer2013-small.csv.gz")
     out = tmp_path / "audit"

@@ -196,6 +196,14 @@ def test_pixel_overflowing_int32_is_refused(tmp_path, write_csv):
     assert_names_line(load_error(path), path, 3, "4294967296")
 
 
+@pytest.mark.parametrize("space", ["\u00a0", "\u2003", "\u3000"], ids=["nbsp", "em", "ideographic"])
+def test_non_ascii_space_between_pixels_is_a_data_error(tmp_path, write_csv, space):
+    # str.split() splits on it, numpy's parser does not: the row must be refused, not mis-counted
+    pixels = _pix(["7"] * 2304).replace(" ", space, 1)
+    path = write_csv(tmp_path / "nbsp.csv", [f"0,{GOOD},Training", f"0,{pixels},Training"])
+    assert_names_line(load_error(path), path, 3, "non-ASCII", repr(space))
+
+
 def test_huge_label_is_a_data_error(tmp_path, write_csv):
     lines = [f"0,{GOOD},Training", f"99999999999999999999,{GOOD},Training"]
     path = write_csv(tmp_path / "biglabel.csv", lines)

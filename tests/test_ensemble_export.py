@@ -117,6 +117,15 @@ def test_predict_scores_a_split_like_the_search_did(run, tmp_path, capsys):
     assert out.startswith("PublicTest: accuracy") and "2 model(s) with ten-crop TTA" in out
 
 
+@pytest.mark.parametrize("where", ["missing/preds.csv", "."], ids=["missing_folder", "a_folder"])
+def test_predict_refuses_a_predictions_path_before_scoring(where, tmp_path, capsys):
+    # No model and no data here: the path is refused before either is looked at.
+    code = predict_main([str(tmp_path / "no-model"), "--data", str(tmp_path / "never-read.csv"),
+                         "--predictions", str(tmp_path / where)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--predictions" in err, err
+
+
 def test_predict_with_an_ensemble_folder_on_images(run, tmp_path, capsys):
     from PIL import Image
 

@@ -14,6 +14,7 @@ from fer_models import TrainConfig
 from fer_models.textfiles import InputFileError, load_yaml
 from fer_models.validation import RULES, ConfigError, check_field
 from search.run import main as search_main
+from tests.conftest import REPO
 
 # A field's bad values, from its own rule: past each bound, a wrong type, an unknown name.
 NUMERIC = [name for name, r in RULES.items() if r.low is not None]
@@ -177,7 +178,9 @@ def model_dir(tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe{not json", b'{"backbone": "test_resnet",', b"[1, 2]",
-                                     b'{"lr": -1}'])
+                                     b'{"lr": -1}', b'{"input_size": Infinity}', b'{"input_size": NaN}',
+                                     b'{"epochs": 1e999}', b'{"epochs": 1' + b"0" * 400 + b"}",
+                                     b'{"epochs": 1' + b"0" * 5000 + b"}"])
 @pytest.mark.parametrize("tool", ["predict", "export"])
 def test_a_corrupt_model_config_exits_2_in_one_line(content, tool, model_dir, capsys):
     (model_dir / "config.json").write_bytes(content)
@@ -265,4 +268,35 @@ def test_a_trial_no_node_can_hold_exits_2_instead_of_waiting_forever(tmp_path, s
     err = capsys.readouterr().err
     assert code == 2 and "a trial needs 512 CPU" in err and "largest node has 2 CPU" in err, err
     assert not (out / "x").exists(), "the unstarted experiment folder is removed"
+    assert not ray.is_initialized()
+
+
+def test_a_name_that_is_an_existing_file_exits_2_and_keeps_it(tmp_path, never_read, capsys):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "x").write_text("someone's notes")
+    space = tmp_path / "space.yaml"
+    space.write_text("params: {epochs: 1}")
+    code = search_main([str(space), "--data", str(never_read), "--output", str(out), "--name", "x"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "not a folder" in err, err
+    assert (out / "x").read_text() == "someone's notes"
+
+
+def test_a_weights_cache_of_an_unknown_user_exits_2(tmp_path, never_read, capsys):
+    code, err = run_search("params: {epochs: 1}", tmp_path, never_read, capsys,
+                           args=("--weights-cache", "~no-such-user-here/cache"))
+    assert code == 2 and err.count("\n") == 1 and "--weights-cache" in err, err
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "no-port-here"])
+def test_an_unreachable_cluster_exits_2_and_leaves_no_folder(address, tmp_path, small_csv, capsys):
+    """Port 1 of this machine: no Ray there (ray.init would retry for ~12 minutes). The folder
+    of the run that never started goes."""
+    out = tmp_path / "results"
+    code = search_main([str(REPO / "spaces" / "smoke.yaml"), "--data", str(small_csv),
+                        "--output", str(out), "--name", "x", "--address", address])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"--address {address}" in err, err
+    assert not (out / "x").exists()
     assert not ray.is_initialized()
