@@ -86,8 +86,8 @@ def start_ray(address: str | None, num_cpus: int | None) -> None:
     # Embedded local Ray; no dashboard (nothing to expose, and it saves seconds of start-up).
     # Its raylet inherits this environment and its workers the raylet's: no runtime_env, so the
     # workers Ray prestarts at init run the trials. A runtime_env would make Ray start a second
-    # set through its runtime-env agent, a few at a time (64 workers on 2 cores: 62.6 s, not
-    # 46.5 s; bench/bench_scale.py idle --actors 64 [--job-env]).
+    # set through its runtime-env agent, a few at a time (64 workers on 2 cores: 46.5 s without
+    # one, 62.6 s with one; bench/bench_scale.py idle --actors 64 [--job-env]).
     with _environment(worker_env):
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
 
