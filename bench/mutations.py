@@ -115,7 +115,7 @@ MUTATIONS = [
     Mutation("retrain_ignores_its_budget",
              "the retrain runs the epochs its time budget fits, not its cap",
              "search/retrain.py",
-             "    epochs = budget_epochs(budget, cap, trial_seconds, trial_epochs)\n",
+             "    epochs = budget_epochs(budget, cap, pace)\n",
              "    epochs = cap\n",
              ("tests/test_headline_path.py::test_the_retrain_runs_the_epochs_its_time_budget_fits",)),
     Mutation("study_unnamed_mid_search",

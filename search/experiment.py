@@ -347,8 +347,7 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
     if kept is not None:
         print(f"the earlier retrain is kept in {kept}; PrivateTest is scored again "
               f"(look {len(folder.earlier_retrains()) + 1} in this folder)", flush=True)
-    epochs, plan = planned_epochs(space, best_config, float(winner["seconds"]),
-                                  int(winner["epochs"]))
+    epochs, plan = planned_epochs(space, float(winner["seconds"]), int(winner["epochs"]))
     write_best_yaml(folder.best_yaml, space, best_config, epochs)
     vs_default = compare_with_default(table, folder, str(winner["trial_id"]))
     print(f"best trial {winner['trial_id']}: PublicTest accuracy {winner['best_val_accuracy']:.4f}"

@@ -79,40 +79,35 @@ def task_resources(nodes: list[dict], n_tasks: int) -> dict:
     return {"num_gpus": 0, "num_cpus": max(1, node_cpus // max(n_tasks, 1))}
 
 
-def budget_epochs(budget_minutes: float, cap: int, trial_seconds: float, trial_epochs: int) -> int:
-    """The epochs that fit ``budget_minutes`` at a trial's measured pace, at most ``cap``.
+def budget_epochs(budget_minutes: float, cap: int, pace_s: float) -> int:
+    """The epochs that fit ``budget_minutes`` at ``pace_s`` seconds an epoch, at most ``cap``.
 
-    The trial ran the same config beside as many others as the retrain runs seeds side by side
-    (two 1-CPU trainings on two cores), its epochs including evaluation, checkpoints and start-up:
-    a slightly slow pace, so the estimate errs toward fewer epochs.
+    The pace is the winner's in its trial, which ran beside as many others as the retrain runs
+    seeds side by side (two 1-CPU trainings on two cores), its epochs including evaluation,
+    checkpoints and start-up: a slightly slow pace, so the estimate errs toward fewer epochs.
 
     Example:
-        >>> budget_epochs(75, cap=120, trial_seconds=600.0, trial_epochs=12)  # 50 s an epoch
+        >>> budget_epochs(75, cap=120, pace_s=50.0)
         90
-        >>> budget_epochs(75, cap=60, trial_seconds=600.0, trial_epochs=12)
+        >>> budget_epochs(75, cap=60, pace_s=50.0)
         60
-        >>> budget_epochs(0.1, cap=60, trial_seconds=600.0, trial_epochs=12)  # one at least
+        >>> budget_epochs(0.1, cap=60, pace_s=50.0)  # one at least
         1
     """
-    if trial_seconds <= 0 or trial_epochs <= 0:
-        return cap
-    pace = trial_seconds / trial_epochs
-    return max(1, min(cap, int(budget_minutes * 60 // pace)))
+    return max(1, min(cap, int(budget_minutes * 60 // pace_s)))
 
 
-def planned_epochs(space, winner_config: dict, trial_seconds: float,
-                   trial_epochs: int) -> tuple[int, str]:
-    """The retrain's epochs, and a line saying how ``retrain.time_budget_minutes`` set them
-    ("" without a budget)."""
-    cap = space.retrain.epochs or int(winner_config.get("epochs", TrainConfig().epochs))
-    budget = space.retrain.time_budget_minutes  # set only with retrain.epochs (space.py)
-    if not budget:
-        return cap, ""
+def planned_epochs(space, trial_seconds: float, trial_epochs: int) -> tuple[int, str]:
+    """The retrain's epochs under ``retrain.time_budget_minutes``, and a line saying how they
+    were chosen; (0, "") without a budget: ``retrain.epochs`` applies as written."""
+    budget, cap = space.retrain.time_budget_minutes, space.retrain.epochs  # space.py: a budget
+    if not budget:                                                         # needs a cap
+        return 0, ""
     if trial_seconds <= 0 or trial_epochs <= 0:
         return cap, (f"retrain: {cap} epochs (the winner's trial measured no pace to fit "
                      f"the {budget:g}-minute budget)")
-    epochs = budget_epochs(budget, cap, trial_seconds, trial_epochs)
     pace = trial_seconds / trial_epochs
+    epochs = budget_epochs(budget, cap, pace)
     why = "the cap, retrain.epochs" if epochs == cap else f"what fits {budget:g} minutes"
     return epochs, (f"retrain: {epochs} epochs ({why}) at {pace:.0f} s an epoch, the winner's "
                     f"pace in its trial")

@@ -409,3 +409,18 @@ def test_an_output_uri_is_refused_not_made_a_local_folder(tmp_path, capsys, neve
     assert main([str(space), "--data", str(never_read), "--output", "s3://bucket/runs"]) == 2
     assert "a URI" in capsys.readouterr().err
     assert not (tmp_path / "s3:").exists()
+
+
+def test_without_a_time_budget_each_retrained_config_keeps_its_own_epochs(tmp_path):
+    """retrain.epochs: 0 means each member's own epochs; the budget planner must not pin them
+    all to the winner's."""
+    from search.retrain import planned_epochs, retrain_configs
+
+    path = tmp_path / "s.yaml"
+    path.write_text(GOOD + "retrain: {top_k: 2}\n")
+    space = load_space(path)
+    epochs, plan = planned_epochs(space, trial_seconds=600.0, trial_epochs=12)
+    assert (epochs, plan) == (0, "")
+    winners = [{"backbone": "resnet10t", "lr": 0.01, "epochs": 12},
+               {"backbone": "resnet10t", "lr": 0.002, "epochs": 5}]
+    assert [t["epochs"] for t in retrain_configs(space, winners, epochs)] == [12, 5]
