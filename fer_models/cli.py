@@ -82,14 +82,21 @@ MAX_ERROR_CHARS = 600
 
 def error_line(error) -> str:
     """``error: <message>`` as one short line: line breaks folded, an overlong message (a whole
-    value quoted back) cut in the middle, keeping its start (file, key) and its end (the hint).
+    value quoted back) cut in the middle, keeping its start (file, key) and its end: the hint after
+    the last ``"; "`` whole where it leaves 100 characters of the start: it may be a command to copy.
 
     >>> line = error_line("space.yaml: params.lr: must be [low, high], got " + "[1, 2] " * 200)
     >>> len(line) <= MAX_ERROR_CHARS + 15, line[:40]
     (True, 'error: space.yaml: params.lr: must be [l')
+    >>> hint = "fetch it again with python -m search.weights " + "/a-long-path" * 20 + " --force"
+    >>> error_line("blob " + "/cache" * 100 + " is corrupt; " + hint).endswith("; " + hint)
+    True
     """
     text = " ".join(str(error).split())
     if len(text) > MAX_ERROR_CHARS:
-        text = f"{text[:MAX_ERROR_CHARS - 200]} ... {text[-195:]}"
+        head, sep, hint = text.rpartition("; ")
+        if not sep or len(hint) > MAX_ERROR_CHARS - 100:
+            head, sep, hint = text[:-195], "", text[-195:]
+        text = f"{head[:MAX_ERROR_CHARS - len(sep + hint) - 5]} ... {sep}{hint}"
     return f"error: {text}"
 

@@ -132,6 +132,30 @@ def small_csv() -> Path:
     return data_file(SMALL_NAME)
 
 
+TINY_TRAINING_EVERY = 7  # 300 Training faces: an epoch of resnet10t takes ~2 s, not ~12 s
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(small_csv, tmp_path_factory) -> Path:
+    """Every 7th Training row of the small sample, both held-out splits whole (300/349/350 rows):
+    for searches whose point is what the search does, not what the trials learn."""
+    with gzip.open(small_csv, "rt") as f:
+        lines = f.read().splitlines()
+    kept = [lines[0]] + [ln for i, ln in enumerate(lines[1:])
+                         if not ln.endswith("Training") or i % TINY_TRAINING_EVERY == 0]
+    path = tmp_path_factory.mktemp("data") / "fer2013-tiny.csv"
+    path.write_text("\n".join(kept) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_csv, fer_cache_dir):
+    """The tiny sample, loaded once per session."""
+    from fer_models.data import load_fer2013
+
+    return load_fer2013(tiny_csv)
+
+
 @pytest.fixture(scope="session")
 def full_csv() -> Path:
     return data_file(FULL_NAME)
@@ -146,13 +170,13 @@ def small_data(small_csv, fer_cache_dir):
 
 
 @pytest.fixture(scope="session")
-def smoke_experiment(tmp_path_factory, fer_cache_dir):
-    """(CompletedProcess, experiment folder) of the smoke search on the small sample, run once
+def smoke_experiment(tmp_path_factory, fer_cache_dir, tiny_csv):
+    """(CompletedProcess, experiment folder) of the smoke search on the tiny sample, run once
     per test session and shared by the end-to-end, report and TensorBoard tests."""
     import subprocess
     import sys
 
-    data = data_file(SMALL_NAME)
+    data = tiny_csv
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path_factory.mktemp("results")
     proc = subprocess.run(

@@ -15,26 +15,26 @@ import pytest
 import yaml
 
 from search.experiment_folder import ExperimentFolder
-from tests.conftest import SMALL_NAME, data_file
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
+BUDGET = 0.3  # minutes: 16 trials of 2 tiny epochs need more, so running trials are cut
 
 
 @pytest.fixture(scope="module")
-def headline(tmp_path_factory, fer_cache_dir):
+def headline(tmp_path_factory, fer_cache_dir, tiny_csv):
     space = yaml.safe_load((REPO / "spaces" / "cpu.yaml").read_text())
     shipped = {k: space["search"][k] for k in ("sampler", "max_concurrent")}
     space["params"]["epochs"] = 2
     space["retrain"]["epochs"] = 3
     # A budget no epoch fits: the retrain runs one epoch, not the cap of 3 (planned_epochs).
     space["retrain"]["time_budget_minutes"] = 0.001
-    space["search"]["time_budget_minutes"] = 0.75  # cuts trials mid-run: the study must close them
+    space["search"]["time_budget_minutes"] = BUDGET  # cuts trials mid-run: the study must close them
     folder = tmp_path_factory.mktemp("headline")
     path = folder / "cpu-tiny.yaml"
     path.write_text(yaml.safe_dump(space))
     proc = subprocess.run(
-        [sys.executable, "-m", "search.run", str(path), "--data", str(data_file(SMALL_NAME)),
+        [sys.executable, "-m", "search.run", str(path), "--data", str(tiny_csv),
          "--output", str(folder / "results"), "--name", "cpu-tiny"],
         cwd=REPO, capture_output=True, text=True, timeout=900, env={**os.environ})
     return proc, folder / "results" / "cpu-tiny", space, shipped
@@ -83,9 +83,9 @@ def test_no_trial_is_left_running_in_the_study_and_its_objective_is_named(headli
         assert study.trials[int(number)].state in (optuna.trial.TrialState.PRUNED,
                                                    optuna.trial.TrialState.FAIL)
     if cut:
-        assert "cut by the search's end (its 0.75-minute time budget)" in proc.stdout
+        assert f"cut by the search's end (its {BUDGET}-minute time budget)" in proc.stdout
     summary = json.loads((exp / "summary.json").read_text())
-    assert summary["search_ended_by"] in ("its 0.75-minute time budget", "all 16 trials run"), \
+    assert summary["search_ended_by"] in (f"its {BUDGET}-minute time budget", "all 16 trials run"), \
         summary["search_ended_by"]
     if "time budget" in summary["search_ended_by"]:  # the console says what it cut, once
-        assert proc.stdout.count("search stopped by its 0.8 min time budget: ") == 1
+        assert proc.stdout.count(f"search stopped by its {BUDGET:.1f} min time budget: ") == 1

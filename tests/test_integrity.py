@@ -20,7 +20,7 @@ params: {backbone: resnet10t, epochs: 2, batch_size: 64, lr: {loguniform: [1.0e-
 """
 
 
-def test_model_and_ensemble_are_chosen_without_privatetest(tmp_path, small_data):
+def test_model_and_ensemble_are_chosen_without_privatetest(tmp_path, tiny_data):
     import ray
 
     from search.retrain import retrain_top
@@ -30,11 +30,11 @@ def test_model_and_ensemble_are_chosen_without_privatetest(tmp_path, small_data)
     path.write_text(SPACE)
     space = load_space(path)
     config = {**space.fixed(), **space.default_config()}
-    real = small_data.private_test
+    real = tiny_data.private_test
     poisoned = Split(np.ascontiguousarray(255 - real.images), (real.labels + 1) % 7)
-    runs = {"real": small_data,
-            "poisoned": FER2013(small_data.train, small_data.public_test, poisoned,
-                                small_data.source)}
+    runs = {"real": tiny_data,
+            "poisoned": FER2013(tiny_data.train, tiny_data.public_test, poisoned,
+                                tiny_data.source)}
     out = {}
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:

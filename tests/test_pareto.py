@@ -20,7 +20,6 @@ from fer_models.profile import count_macs, profile_config
 from search.experiment_folder import ExperimentFolder
 from search.objectives import pareto_front
 from search.space import load_space
-from tests.conftest import SMALL_NAME, data_file
 from tests.test_first_contact import never_read, run_search  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,7 +118,7 @@ params:
 
 
 @pytest.fixture(scope="module")
-def pareto_search(tmp_path_factory):
+def pareto_search(tmp_path_factory, tiny_csv):
     sizes = {b: profile_config(TrainConfig(backbone=b, input_size=32), runs=3).params_m
              for b in ("test_resnet", "test_efficientnet", "test_nfnet")}
     limit = sorted(sizes.values())[1] + 1e-4   # the largest of the three breaks the constraint
@@ -127,7 +126,7 @@ def pareto_search(tmp_path_factory):
     space = tmp / "pareto.yaml"
     space.write_text(SPACE.format(limit=limit))
     proc = subprocess.run(
-        [sys.executable, "-m", "search.run", str(space), "--data", str(data_file(SMALL_NAME)),
+        [sys.executable, "-m", "search.run", str(space), "--data", str(tiny_csv),
          "--output", str(tmp / "results"), "--name", "p"],
         cwd=REPO, capture_output=True, text=True, timeout=900, env={**os.environ})
     return proc, ExperimentFolder(tmp / "results" / "p"), limit

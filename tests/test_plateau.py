@@ -47,7 +47,7 @@ def test_the_rule_minimises_a_loss():
 
 
 @pytest.mark.slow
-def test_a_real_search_stops_on_its_plateau_and_still_retrains(tmp_path, small_data, capsys):
+def test_a_real_search_stops_on_its_plateau_and_still_retrains(tmp_path, tiny_data, capsys):
     """6 trials asked; no trial can gain 0.9 over the first, so the search stops after the
     first finished trial and 2 more; the retrain runs and every output says why it stopped."""
     import ray
@@ -64,7 +64,7 @@ retrain: {epochs: 1, tta: false}
 params: {backbone: resnet10t, epochs: 1, batch_size: 64, lr: {loguniform: [1.0e-4, 1.0e-2]}}
 """)
     try:
-        outcome = run_experiment(load_space(path), small_data, tmp_path / "plateau", num_cpus=2,
+        outcome = run_experiment(load_space(path), tiny_data, tmp_path / "plateau", num_cpus=2,
                                  verbose=1)
     finally:
         ray.shutdown()

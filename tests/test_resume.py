@@ -60,10 +60,10 @@ def space_file(tmp_path):
 
 
 @pytest.mark.xdist_group("test_sigkill_driver_then_resume")  # its own search: any worker
-def test_sigkill_driver_then_resume(space_file, tmp_path, small_csv):
+def test_sigkill_driver_then_resume(space_file, tmp_path, tiny_csv):
     out = tmp_path / "results"
     exp = out / "killed"
-    cmd = [sys.executable, "-m", "search.run", str(space_file), "--data", str(small_csv),
+    cmd = [sys.executable, "-m", "search.run", str(space_file), "--data", str(tiny_csv),
            "--output", str(out), "--name", "killed", "--verbose", "0"]
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -129,14 +129,14 @@ def _run_in_process(space_text: str, tmp_path: Path, name: str, data, trial_fn) 
 
 
 @pytest.mark.xdist_group("test_nan_trial_is_marked_failed_and_search_completes")  # its own search: any worker
-def test_nan_trial_is_marked_failed_and_search_completes(tmp_path, small_data):
+def test_nan_trial_is_marked_failed_and_search_completes(tmp_path, tiny_data):
     from tests.faults import trial_diverging_when_seed_is_1
 
     outcome = _run_in_process("""
 search: {sampler: random, seed: 0, num_samples: 4, asha: false}
 retrain: {epochs: 1, tta: false}
 params: {backbone: resnet10t, epochs: 1, batch_size: 64, seed: {choice: [0, 1]}}
-""", tmp_path, "nan", small_data, trial_diverging_when_seed_is_1)
+""", tmp_path, "nan", tiny_data, trial_diverging_when_seed_is_1)
     trials = ExperimentFolder(tmp_path / "nan").read_trials()
     assert len(trials) == 4
     diverged, healthy = trials[trials["config/seed"] == 1], trials[trials["config/seed"] == 0]
@@ -145,13 +145,13 @@ params: {backbone: resnet10t, epochs: 1, batch_size: 64, seed: {choice: [0, 1]}}
     assert diverged.error.str.contains("NonFiniteLossError").all()
     assert (healthy.status == "completed").all()
     assert outcome["summary"]["trials_failed"] == len(diverged)
-    assert outcome["metrics"]["n"] == len(small_data.private_test)
+    assert outcome["metrics"]["n"] == len(tiny_data.private_test)
     # The study knows them as FAIL, the others as COMPLETE.
     states = sorted(t.state.name for t in ExperimentFolder(tmp_path / "nan").load_study().trials)
     assert states == sorted(["FAIL"] * len(diverged) + ["COMPLETE"] * len(healthy))
 
 
-def test_all_trials_failing_exits_3_with_a_message(tmp_path, small_csv, monkeypatch, capsys):
+def test_all_trials_failing_exits_3_with_a_message(tmp_path, tiny_csv, monkeypatch, capsys):
     import functools
 
     import search.experiment
@@ -165,7 +165,7 @@ def test_all_trials_failing_exits_3_with_a_message(tmp_path, small_csv, monkeypa
 search: {num_samples: 1, asha: false}
 params: {backbone: resnet10t, epochs: 1, batch_size: 64, lr: {loguniform: [1.0e-4, 1.0e-2]}}
 """)
-    code = main([str(space), "--data", str(small_csv), "--output", str(tmp_path),
+    code = main([str(space), "--data", str(tiny_csv), "--output", str(tmp_path),
                  "--name", "allnan", "--verbose", "0", "--cpus", "2"])
     err = capsys.readouterr().err
     assert code == 3, err[-2000:]
@@ -174,7 +174,7 @@ params: {backbone: resnet10t, epochs: 1, batch_size: 64, lr: {loguniform: [1.0e-
 
 
 @pytest.mark.xdist_group("test_killed_trial_worker_is_retried_and_search_completes")  # its own search: any worker
-def test_killed_trial_worker_is_retried_and_search_completes(tmp_path, small_csv):
+def test_killed_trial_worker_is_retried_and_search_completes(tmp_path, tiny_csv):
     """SIGKILL the process running a trial after its first epoch: with max_failures 1, Tune
     restarts the trial from its checkpoint, the trial completes, its epochs continue after the
     checkpointed one (none is trained twice), and the search finishes."""
@@ -189,7 +189,7 @@ params: {backbone: resnet10t, epochs: 3, batch_size: 128, lr: {loguniform: [1.0e
     exp = tmp_path / "kill"
     log = open(tmp_path / "kill.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "search.run", str(space), "--data",
-                             str(small_csv), "--output", str(tmp_path), "--name", "kill",
+                             str(tiny_csv), "--output", str(tmp_path), "--name", "kill",
                              "--verbose", "0"],
                             cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     killed, killed_after = None, {}

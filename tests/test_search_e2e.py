@@ -1,4 +1,4 @@
-"""End to end on the real small sample: the smoke search with a real local Ray, real Optuna,
+"""End to end on a real sample of FER2013: the smoke search with a real local Ray, real Optuna,
 real timm; then every output file is read back and cross-checked."""
 from __future__ import annotations
 
@@ -130,10 +130,10 @@ def test_trial_folders_have_short_sortable_names(smoke_run):
     assert not names[1].endswith("_default")
 
 
-def test_private_test_never_reached_a_trial(smoke_run, small_csv):
+def test_private_test_never_reached_a_trial(smoke_run, tiny_csv):
     _, exp = smoke_run
     trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
-    full = load_fer2013(small_csv)
+    full = load_fer2013(tiny_csv)
     data, dropped = drop_cross_split_duplicates(full)  # the run used --drop-duplicates
     assert f"Training {dropped['Training']}," in smoke_run[0].stdout
     # The figure that could show a leak: faces the trials saw that are copies of PrivateTest ones.

@@ -12,7 +12,6 @@ import ray
 
 from search.experiment_folder import ExperimentFolder
 from search.run import main
-from tests.conftest import SMALL_NAME, data_file
 
 # One xdist worker runs every user of the session's smoke search (tests/conftest.py).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke")]
@@ -57,12 +56,12 @@ def earlier(smoke_experiment):
 
 
 def test_a_warm_started_search_inherits_what_fits_and_runs_the_winner_first(
-        earlier, tmp_path, capsys):
+        earlier, tmp_path, capsys, tiny_csv):
     exp, trials, winner = earlier
     before = snapshot(exp)
     space = narrower_space(tmp_path, winner)
     try:
-        code = main([str(space), "--data", str(data_file(SMALL_NAME)), "--output",
+        code = main([str(space), "--data", str(tiny_csv), "--output",
                      str(tmp_path / "out"), "--name", "warm", "--warm-start", str(exp),
                      "--drop-duplicates", "--cpus", "2"])
     finally:
@@ -99,7 +98,8 @@ def test_a_warm_started_search_inherits_what_fits_and_runs_the_winner_first(
 
 
 @pytest.mark.parametrize("case", ["missing", "unfinished", "other metric", "corrupt summary"])
-def test_a_bad_warm_start_folder_is_refused_before_ray(earlier, tmp_path, capsys, case):
+def test_a_bad_warm_start_folder_is_refused_before_ray(earlier, tmp_path, capsys, case,
+                                                      tiny_csv):
     exp, _, winner = earlier
     source = exp
     if case == "missing":
@@ -114,7 +114,7 @@ def test_a_bad_warm_start_folder_is_refused_before_ray(earlier, tmp_path, capsys
             (source / "summary.json").write_text("{not json")
     before = snapshot(source) if source.exists() else {}
     space = narrower_space(tmp_path, winner, "val_loss" if case == "other metric" else "val_accuracy")
-    code = main([str(space), "--data", str(data_file(SMALL_NAME)), "--output",
+    code = main([str(space), "--data", str(tiny_csv), "--output",
                  str(tmp_path / "out"), "--name", "warm", "--warm-start", str(source)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and f"--warm-start {source}" in err, err

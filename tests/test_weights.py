@@ -22,7 +22,6 @@ from fer_models.weights import (WeightsError, cached_weights_file, check_weights
                                 hub_weights)
 from search import weights as fetch_cli
 from search.space import load_space
-from tests.conftest import SMALL_NAME, data_file
 from tests.test_train import subset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,30 +162,33 @@ params:
 """
 
 
-def run_search(space: Path, out: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+def run_search(space: Path, data: Path, out: Path, env: dict,
+               *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "search.run", str(space), "--data", str(data_file(SMALL_NAME)),
+        [sys.executable, "-m", "search.run", str(space), "--data", str(data),
          "--output", str(out), "--name", "t", *args],
         cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
 
 
-def test_a_search_without_the_weights_stops_before_ray(tmp_path, empty_cache):
+def test_a_search_without_the_weights_stops_before_ray(tmp_path, empty_cache, tiny_csv):
     space = tmp_path / "transfer.yaml"
     space.write_text(PRETRAINED_SPACE)
-    proc = run_search(space, tmp_path / "results", {**os.environ})
+    proc = run_search(space, tiny_csv, tmp_path / "results", {**os.environ})
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert BACKBONE in proc.stderr and f"python -m search.weights {space}" in proc.stderr
     assert "Ray" not in proc.stdout + proc.stderr and not (tmp_path / "results" / "t").exists()
 
 
-def test_a_search_with_a_corrupt_cached_file_stops_before_ray(tmp_path, monkeypatch):
-    cache = tmp_path / "hub"
+def test_a_search_with_a_corrupt_cached_file_stops_before_ray(tmp_path, monkeypatch,
+                                                              tiny_csv):
+    # Deep folders make the message longer than one error line: the command must stay whole.
+    cache = tmp_path.joinpath(*["a-deep-folder"] * 8, "hub")
     blob = make_hub_cache(cache, BACKBONE, imagenet_state()).resolve()
     blob.write_bytes(b"\x00" * 100)
     space = tmp_path / "transfer.yaml"
     space.write_text(PRETRAINED_SPACE)
-    proc = run_search(space, tmp_path / "results", {**os.environ}, "--weights-cache", str(cache))
+    proc = run_search(space, tiny_csv, tmp_path / "results", {**os.environ}, "--weights-cache", str(cache))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "corrupt" in proc.stderr and BACKBONE in proc.stderr and "--force" in proc.stderr
     # The fetch command it names fills the cache the search reads, not the default one.
@@ -194,14 +196,14 @@ def test_a_search_with_a_corrupt_cached_file_stops_before_ray(tmp_path, monkeypa
     assert "Traceback" not in proc.stderr
 
 
-def test_a_search_weighs_imagenet_weights_against_scratch(tmp_path, hub_cache):
+def test_a_search_weighs_imagenet_weights_against_scratch(tmp_path, hub_cache, tiny_csv):
     """A real search (local Ray, Optuna, timm) whose trials read the cache offline; trials.csv
     and the report say which trials started from the 'ImageNet' weights."""
     cache, _ = hub_cache
     space = tmp_path / "transfer.yaml"
     space.write_text(PRETRAINED_SPACE)
     env = {**os.environ, "HF_HUB_CACHE": "", "HF_HUB_OFFLINE": ""}  # the flag alone carries it
-    proc = run_search(space, tmp_path / "results", env, "--weights-cache", str(cache))
+    proc = run_search(space, tiny_csv, tmp_path / "results", env, "--weights-cache", str(cache))
     assert proc.returncode == 0, proc.stderr[-3000:]
     experiment = tmp_path / "results" / "t"
     table = pd.read_csv(experiment / "trials.csv", dtype={"trial_id": str})
