@@ -132,20 +132,22 @@ def small_csv() -> Path:
     return data_file(SMALL_NAME)
 
 
-TINY_TRAINING_EVERY = 7  # 300 Training faces: an epoch of resnet10t takes ~2 s, not ~12 s
+def training_subset(small_csv: Path, path: Path, every: int) -> Path:
+    """Every ``every``-th row of the small sample where that row is a Training one, both
+    held-out splits whole: for searches whose point is what the search does, not what the trials
+    learn. Written to ``path`` (a temporary folder: never into the repository)."""
+    with gzip.open(small_csv, "rt") as f:
+        lines = f.read().splitlines()
+    kept = [lines[0]] + [ln for i, ln in enumerate(lines[1:])
+                         if not ln.endswith("Training") or i % every == 0]
+    path.write_text("\n".join(kept) + "\n")
+    return path
 
 
 @pytest.fixture(scope="session")
 def tiny_csv(small_csv, tmp_path_factory) -> Path:
-    """Every 7th Training row of the small sample, both held-out splits whole (300/349/350 rows):
-    for searches whose point is what the search does, not what the trials learn."""
-    with gzip.open(small_csv, "rt") as f:
-        lines = f.read().splitlines()
-    kept = [lines[0]] + [ln for i, ln in enumerate(lines[1:])
-                         if not ln.endswith("Training") or i % TINY_TRAINING_EVERY == 0]
-    path = tmp_path_factory.mktemp("data") / "fer2013-tiny.csv"
-    path.write_text("\n".join(kept) + "\n")
-    return path
+    """300/349/350 rows: an epoch of resnet10t takes ~2 s on one core, not ~12 s."""
+    return training_subset(small_csv, tmp_path_factory.mktemp("data") / "fer2013-tiny.csv", 7)
 
 
 @pytest.fixture(scope="session")

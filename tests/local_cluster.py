@@ -7,7 +7,6 @@ which would stop every Ray on the machine.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import secrets
@@ -118,15 +117,3 @@ def wait_for_nodes(address: str, env: dict, count: int, timeout: float = 90) -> 
             break
         time.sleep(2)
     return nodes
-
-
-def tiny_fer_csv(small_csv: Path, folder: Path) -> Path:
-    """A third of the small sample's Training rows, every split kept: for tests whose point is
-    where trials run, not what they learn."""
-    with gzip.open(small_csv, "rt") as f:
-        lines = f.read().splitlines()
-    kept = [lines[0]] + [ln for i, ln in enumerate(lines[1:])
-                         if not ln.endswith("Training") or i % 3 == 0]
-    path = folder / "fer2013-tiny.csv.gz"
-    path.write_bytes(gzip.compress(("\n".join(kept) + "\n").encode()))
-    return path

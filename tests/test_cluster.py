@@ -26,8 +26,9 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 import yaml
 
+from tests.conftest import training_subset
 from tests.local_cluster import (MB, auth_env, free_port, new_cluster_dir, ray_start, teardown,
-                                 tiny_fer_csv, wait_for_nodes)
+                                 wait_for_nodes)
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -267,7 +268,7 @@ def two_node_cluster():
 def multi_node_search(small_csv, two_node_cluster, tmp_path_factory):
     small = small_csv  # session scoped: skips (no data) before any cluster starts
     tmp = tmp_path_factory.mktemp("multi")
-    data = tiny_fer_csv(small, tmp)
+    data = training_subset(small, tmp / "fer2013-third.csv", every=3)
     # The smoke space, made to run two 1-CPU trials at once: one per node.
     space = yaml.safe_load((REPO / "spaces" / "smoke.yaml").read_text())
     space["name"] = "multi"

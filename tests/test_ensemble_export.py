@@ -1,4 +1,4 @@
-"""Top-k ensemble, ONNX export and split scoring, on the smoke search of the small real sample
+"""Top-k ensemble, ONNX export and split scoring, on the smoke search of the tiny real sample
 (run once per session with ``--top-k 2``; see conftest.smoke_experiment)."""
 from __future__ import annotations
 

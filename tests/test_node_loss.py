@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from search.experiment_folder import ExperimentFolder
+from tests.conftest import training_subset
 from tests.local_cluster import (MB, auth_env, free_port, new_cluster_dir, processes_under,
-                                 ray_start, teardown, tiny_fer_csv, wait_for_nodes)
+                                 ray_start, teardown, wait_for_nodes)
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 5
@@ -92,10 +93,12 @@ def test_a_search_survives_losing_a_worker_node(three_raylets, small_csv, tmp_pa
     space = tmp_path / "node-loss.yaml"
     space.write_text(yaml.safe_dump(SPACE, sort_keys=False))
     out, exp = tmp_path / "results", tmp_path / "results" / "node-loss"
+    # A third of the Training faces: epochs long enough for a raylet's death to reach its worker.
+    data = training_subset(small_csv, tmp_path / "fer2013-third.csv", every=3)
     log_path = tmp_path / "search.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "search.run", str(space), "--data", str(tiny_fer_csv(small_csv, tmp_path)),
+        [sys.executable, "-m", "search.run", str(space), "--data", str(data),
          "--output", str(out), "--name", "node-loss", "--address", cluster["address"],
          "--verbose", "1"],
         cwd=REPO, env=cluster["env"], stdout=log, stderr=subprocess.STDOUT)

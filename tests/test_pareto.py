@@ -1,5 +1,5 @@
 """Several objectives and constraints: what a model costs (params, MACs, ONNX Runtime latency),
-a real multi-objective search on the small sample, its Pareto front and winner, and bad
+a real multi-objective search on the tiny sample, its Pareto front and winner, and bad
 objective/constraint input refused before Ray."""
 from __future__ import annotations
 
