@@ -139,7 +139,7 @@ class ConsoleCallback(Callback):
             return None
         cut = sum(1 for t in self.order if t not in self.ended)
         never = max(self.num_samples - len(self.order), 0)
-        return (f"search stopped by its {_minutes(self.time_budget_s)} time budget: {cut} "
+        return (f"search stopped by its {self.time_budget_s / 60:g}-minute time budget: {cut} "
                 f"trial(s) cut while running, {never} never started")
 
     # --- helpers --------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def test_a_time_budget_that_ran_out_says_what_it_cut():
     assert cb.budget_line(59.0) is None  # the search ended on its own: nothing was cut
     cb.start -= 61.0
     cb.on_experiment_end([a, b])
-    assert lines[-1] == ("search stopped by its 1.0 min time budget: 1 trial(s) cut while "
+    assert lines[-1] == ("search stopped by its 1-minute time budget: 1 trial(s) cut while "
                          "running, 2 never started")
     assert sum(line == lines[-1] for line in lines) == 1
 

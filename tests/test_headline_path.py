@@ -88,4 +88,4 @@ def test_no_trial_is_left_running_in_the_study_and_its_objective_is_named(headli
     assert summary["search_ended_by"] in (f"its {BUDGET}-minute time budget", "all 16 trials run"), \
         summary["search_ended_by"]
     if "time budget" in summary["search_ended_by"]:  # the console says what it cut, once
-        assert proc.stdout.count(f"search stopped by its {BUDGET:.1f} min time budget: ") == 1
+        assert proc.stdout.count(f"search stopped by its {BUDGET}-minute time budget: ") == 1

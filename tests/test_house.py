@@ -189,3 +189,15 @@ def test_statuses_and_file_names_are_defined_once():
         offenders += [f"{path.name}:{line} {value!r}" for value, line in _string_literals(path)
                       if value in names]
     assert not offenders, offenders
+
+
+def test_a_test_files_tests_share_one_xdist_worker():
+    """make test TEST_WORKERS=N relies on --dist loadgroup keeping a file's tests (and so its
+    module-scoped search) on one worker (tests/conftest.py): checked with the installed pytest
+    and pytest-xdist, on a file of quick tests."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2",
+                           "--dist", "loadgroup", "-v", "tests/test_console.py"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    workers = set(re.findall(r"^\[(gw\d+)\].* PASSED ", proc.stdout, flags=re.M))
+    assert len(workers) == 1, f"tests/test_console.py ran on {sorted(workers)}: groups split"
