@@ -6,10 +6,11 @@ PY := $(VENV)/bin/python
 SPACE ?= spaces/cpu.yaml
 DATA ?= data/fer2013.csv
 ARGS ?=
-# pytest-xdist workers (0: none). On 2 cores the searches compete for the cores: the search
-# tests took 685 s on two workers against 586 s in one process (AMD EPYC). On a bigger machine, e.g. make test TEST_WORKERS=8: a file's tests
-# share a worker (--dist loadgroup and tests/conftest.py), so a module's shared search runs
-# once, and the smoke search's users share one.
+# pytest-xdist workers (0: none), e.g. make test TEST_WORKERS=8 on a bigger machine. A file's
+# tests share a worker (--dist loadgroup and tests/conftest.py), so a module's shared search runs
+# once, and the smoke search's users share one. On 2 cores two workers gain little, each search
+# running slower beside another: the suite took 9 min 55 s on two, 12 min 06 s in one process
+# (AMD EPYC).
 TEST_WORKERS ?= 0
 
 .PHONY: install test search bench
