@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         # Workers' output reaches the driver asynchronously; after shutdown none can land below
         # the result lines (the last line stays the PrivateTest accuracy).
         ray.shutdown()
-    _print_private_test(outcome["metrics"])
+    _print_outcome(experiment, outcome["summary"], outcome["metrics"])
     return 0
 
 
@@ -202,8 +202,16 @@ def _inputs(args):
     return space, data_path, experiment, inherited
 
 
-def _print_private_test(metrics: dict) -> None:
-    """The last lines: PrivateTest, TTA and ensemble figures; the very last is the plain one."""
+def _print_outcome(experiment: Path, summary: dict, metrics: dict) -> None:
+    """The last lines, below hundreds of retrain lines: the winner and what it beat, where the
+    outputs are, then the PrivateTest figures; the very last is the plain one (scripts read it)."""
+    from .default_baseline import describe_winner
+
+    if summary.get("best_trial"):
+        print(describe_winner(summary["best_trial"], summary.get("vs_default")), flush=True)
+    members = ", ensemble/" if (experiment / "ensemble").is_dir() else ""
+    print(f"outputs in {experiment}: model/ (seed {metrics.get('seed', 0)}){members}, best.yaml, "
+          "summary.json, trials.csv, report.md", flush=True)
     if "tta" in metrics:
         print(f"PrivateTest accuracy with ten-crop TTA: {metrics['tta']['accuracy']:.4f}", flush=True)
     if "ensemble" in metrics:
@@ -212,6 +220,10 @@ def _print_private_test(metrics: dict) -> None:
         print(f"PrivateTest accuracy of the top-{ens['k']} ensemble: {ens['accuracy']:.4f}{tta} "
               f"(members: " + ", ".join(f"{m['accuracy']:.4f}" for m in ens["members"]) + ")",
               flush=True)
+    seeds = [s["seed"] for s in metrics.get("per_seed", [])]
+    if len(seeds) > 1:  # the figure the results tables report: mean +- sd over the seeds
+        print(f"PrivateTest accuracy over retrain seeds {', '.join(map(str, seeds))}: "
+              f"{metrics['accuracy_mean']:.4f} +- {metrics['accuracy_sd']:.4f}", flush=True)
     print(f"PrivateTest accuracy: {metrics['accuracy']:.4f} (n={metrics['n']})", flush=True)
 
 

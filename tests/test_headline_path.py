@@ -59,6 +59,26 @@ def test_the_headline_path_runs_and_reports_every_figure(headline):
     assert proc.stdout.strip().splitlines()[-1].startswith("PrivateTest accuracy: ")
 
 
+def test_the_last_lines_say_the_winner_where_the_outputs_are_and_every_figure(headline):
+    """Below the retrain's epoch lines, a reader finds the winner, what it beat, the folder and
+    the mean over the seeds that the results tables report, without scrolling back."""
+    proc, exp, _, _ = headline
+    summary = json.loads((exp / "summary.json").read_text())
+    lines = proc.stdout.strip().splitlines()
+    last_epoch = max(i for i, line in enumerate(lines) if "[retrain " in line)
+    tail = lines[last_epoch + 1:]
+    winner = next(line for line in tail if line.startswith("winner: "))
+    assert f"trial {summary['best_trial']}" in winner
+    vs = summary["vs_default"]
+    if not vs["winner_is_default"] and vs["compared_at_epoch"] is not None:
+        assert f"{vs['gain_pt']:+.2f} pt over the space's default (trial {vs['default_trial']})" \
+            in winner, winner
+    assert any(line.startswith(f"outputs in {exp}: model/ (seed 0), ensemble/, ") for line in tail)
+    assert (f"PrivateTest accuracy over retrain seeds 0, 1: "
+            f"{summary['private_test_accuracy_mean']:.4f} +- "
+            f"{summary['private_test_accuracy_sd']:.4f}") in tail
+
+
 def test_the_retrain_runs_the_epochs_its_time_budget_fits(headline):
     proc, exp, _, _ = headline
     summary = json.loads((exp / "summary.json").read_text())
