@@ -82,8 +82,9 @@ MAX_ERROR_CHARS = 600
 
 def error_line(error) -> str:
     """``error: <message>`` as one short line: line breaks folded, an overlong message (a whole
-    value quoted back) cut in the middle, keeping its start (file, key) and its end: the hint after
-    the last ``"; "`` whole where it leaves 100 characters of the start: it may be a command to copy.
+    value quoted back) cut in the middle, keeping its start (file, key) and its end. The hint after
+    the last ``"; "`` is kept whole while 100 characters of the start still fit: it may be a
+    command to copy.
 
     >>> line = error_line("space.yaml: params.lr: must be [low, high], got " + "[1, 2] " * 200)
     >>> len(line) <= MAX_ERROR_CHARS + 15, line[:40]

@@ -22,6 +22,7 @@ from fer_models.models import ModelConfigError
 from fer_models.textfiles import InputFileError, require_regular_file
 from fer_models.weights import CACHE_ENV, WeightsError
 
+from .default_baseline import describe_winner
 from .experiment_folder import ExperimentFolder
 from .resume_trust import UntrustedFolder, check_resume_trust
 from .space import SpaceError, check_settings, load_space
@@ -205,8 +206,6 @@ def _inputs(args):
 def _print_outcome(experiment: Path, summary: dict, metrics: dict) -> None:
     """The last lines, below hundreds of retrain lines: the winner and what it beat, where the
     outputs are, then the PrivateTest figures; the very last is the plain one (scripts read it)."""
-    from .default_baseline import describe_winner
-
     if summary.get("best_trial"):
         print(describe_winner(summary["best_trial"], summary.get("vs_default")), flush=True)
     members = ", ensemble/" if (experiment / "ensemble").is_dir() else ""
