@@ -13,7 +13,7 @@ import pandas as pd
 
 from .experiment_folder import ExperimentFolder
 
-__all__ = ["compare_with_default", "describe_comparison", "describe_winner"]
+__all__ = ["compare_with_default", "describe_comparison"]
 
 
 def compare_with_default(table: pd.DataFrame, folder: ExperimentFolder, winner_id: str) -> dict | None:
@@ -58,22 +58,3 @@ def describe_comparison(record: dict | None) -> str:
             f"PublicTest accuracy within {record['compared_at_epoch']} epoch(s): "
             f"{record['winner_public_test_accuracy']:.4f} vs {record['default_public_test_accuracy']:.4f}"
             f" ({record['gain_pt']:+.2f} pt)")
-
-
-def describe_winner(winner_id: str, record: dict | None) -> str:
-    """The console's closing line on the winner, shorter than :func:`describe_comparison`.
-
-    >>> describe_winner("4fc3d902", {"default_trial": "dd30ebae", "winner_is_default": False,
-    ...     "compared_at_epoch": 10, "gain_pt": 4.82, "winner_public_test_accuracy": 0.6113})
-    "winner: trial 4fc3d902, PublicTest 0.6113, +4.82 pt over the space's default (trial dd30ebae) within 10 epoch(s)"
-    """
-    if record is None:
-        return f"winner: trial {winner_id} (no searched parameter: no default to compare with)"
-    if record["winner_is_default"]:
-        return f"winner: trial {winner_id}, the space's default: the search found nothing better"
-    if record.get("compared_at_epoch") is None:
-        return (f"winner: trial {winner_id}; the space's default (trial {record['default_trial']}) "
-                "has no PublicTest score to compare")
-    return (f"winner: trial {winner_id}, PublicTest {record['winner_public_test_accuracy']:.4f}, "
-            f"{record['gain_pt']:+.2f} pt over the space's default (trial {record['default_trial']})"
-            f" within {record['compared_at_epoch']} epoch(s)")

@@ -22,7 +22,7 @@ from fer_models.models import ModelConfigError
 from fer_models.textfiles import InputFileError, require_regular_file
 from fer_models.weights import CACHE_ENV, WeightsError
 
-from .default_baseline import describe_winner
+from .default_baseline import describe_comparison
 from .experiment_folder import ExperimentFolder
 from .resume_trust import UntrustedFolder, check_resume_trust
 from .space import SpaceError, check_settings, load_space
@@ -207,9 +207,10 @@ def _print_outcome(experiment: Path, summary: dict, metrics: dict) -> None:
     """The last lines, below hundreds of retrain lines: the winner and what it beat, where the
     outputs are, then the PrivateTest figures; the very last is the plain one (scripts read it)."""
     if summary.get("best_trial"):
-        print(describe_winner(summary["best_trial"], summary.get("vs_default")), flush=True)
-    members = ", ensemble/" if (experiment / "ensemble").is_dir() else ""
-    print(f"outputs in {experiment}: model/ (seed {metrics.get('seed', 0)}){members}, best.yaml, "
+        print(f"winner: trial {summary['best_trial']}; "
+              f"{describe_comparison(summary.get('vs_default'))}", flush=True)
+    ensemble = ", ensemble/" if (experiment / "ensemble").is_dir() else ""
+    print(f"outputs in {experiment}: model/ (seed {metrics['seed']}){ensemble}, best.yaml, "
           "summary.json, trials.csv, report.md", flush=True)
     if "tta" in metrics:
         print(f"PrivateTest accuracy with ten-crop TTA: {metrics['tta']['accuracy']:.4f}", flush=True)

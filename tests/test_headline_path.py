@@ -71,8 +71,8 @@ def test_the_last_lines_say_the_winner_where_the_outputs_are_and_every_figure(he
     assert f"trial {summary['best_trial']}" in winner
     vs = summary["vs_default"]
     if not vs["winner_is_default"] and vs["compared_at_epoch"] is not None:
-        assert f"{vs['gain_pt']:+.2f} pt over the space's default (trial {vs['default_trial']})" \
-            in winner, winner
+        assert f"(trial {vs['default_trial']})" in winner and f"({vs['gain_pt']:+.2f} pt)" in winner, \
+            winner
     assert any(line.startswith(f"outputs in {exp}: model/ (seed 0), ensemble/, ") for line in tail)
     assert (f"PrivateTest accuracy over retrain seeds 0, 1: "
             f"{summary['private_test_accuracy_mean']:.4f} +- "
