@@ -209,7 +209,7 @@ def _print_outcome(experiment: Path, summary: dict, metrics: dict) -> None:
     if summary.get("best_trial"):
         print(f"winner: trial {summary['best_trial']}; "
               f"{describe_comparison(summary.get('vs_default'))}", flush=True)
-    ensemble = ", ensemble/" if (experiment / "ensemble").is_dir() else ""
+    ensemble = ", ensemble/" if "ensemble" in metrics else ""
     print(f"outputs in {experiment}: model/ (seed {metrics['seed']}){ensemble}, best.yaml, "
           "summary.json, trials.csv, report.md", flush=True)
     if "tta" in metrics:
