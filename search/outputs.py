@@ -22,6 +22,7 @@ def trials_table(results, space) -> pd.DataFrame:
     rows = []
     for r in results:
         trial_id = (r.metrics or {}).get("trial_id") or Path(r.path).name
+        config = r.config or {}  # None for a trial the time budget cut before its first report
         history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
         has_val = "val_accuracy" in history.columns and history["val_accuracy"].notna().any()
         if r.error is not None:
@@ -41,16 +42,16 @@ def trials_table(results, space) -> pd.DataFrame:
             "best_val_loss": float(history["val_loss"].min()) if has_val else math.nan,
             "last_val_accuracy": float(history["val_accuracy"].iloc[-1]) if has_val else math.nan,
             "seconds": float(history["time_total_s"].max()) if "time_total_s" in history else 0.0,
-            "default": space.is_default(r.config),
+            "default": space.is_default(config),
             "node_ip": (r.metrics or {}).get("node_ip", ""),
             "node_id": (r.metrics or {}).get("node_id", ""),
-            "weights": describe_weights(r.config.get("backbone", TrainConfig.backbone),
-                                        bool(r.config.get("pretrained", False)),
-                                        r.config.get("pretrained_file")),
+            "weights": describe_weights(config.get("backbone", TrainConfig.backbone),
+                                        bool(config.get("pretrained", False)),
+                                        config.get("pretrained_file")),
         }
         if space.measures:
             row.update(_measures(r.metrics or {}, space.constraints))
-        row.update({f"{CONFIG_PREFIX}{k}": v for k, v in sorted(r.config.items())})
+        row.update({f"{CONFIG_PREFIX}{k}": v for k, v in sorted(config.items())})
         rows.append(row)
         row["_order"] = ExperimentFolder.trial_counter(r.path) or 1 << 30
     table = pd.DataFrame(rows)
