@@ -6,12 +6,13 @@ PY := $(VENV)/bin/python
 SPACE ?= spaces/cpu.yaml
 DATA ?= data/fer2013.csv
 ARGS ?=
-# pytest-xdist workers (0: none), e.g. make test TEST_WORKERS=8 on a bigger machine. A file's
-# tests share a worker (--dist loadgroup and tests/conftest.py), so a module's shared search runs
-# once, and the smoke search's users share one. On 2 cores two workers gain little, each search
-# running slower beside another: the suite took 9 min 55 s on two, 12 min 06 s in one process
-# (AMD EPYC).
-TEST_WORKERS ?= 0
+# pytest-xdist workers (0: none; more on a bigger machine, e.g. TEST_WORKERS=8). A file's tests
+# share a worker (--dist loadgroup and tests/conftest.py), so a module's shared search runs once,
+# and the smoke search's users share one; groups holding a real search are handed out first
+# (--no-loadscope-reorder keeps that order). On 2 cores (AMD EPYC): 7 min 33 s with two workers,
+# the cores 92% busy; one process left them 39% idle (a search waits on Ray's start-up and its
+# trial processes): 11 min 07 s, with slightly larger test searches.
+TEST_WORKERS ?= 2
 
 .PHONY: install test search bench
 
@@ -23,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 search: install
 	$(PY) -m search.run $(SPACE) --data $(DATA) $(ARGS)

@@ -383,7 +383,8 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
                   flush=True)
     summary["wall_seconds"] = round(time.time() - started, 1)
     write_json(folder.summary_json, summary)
-    export_onnx_safely(experiment)
+    if space.retrain.onnx:
+        export_onnx_safely(experiment)
     write_report_safely(experiment)
     return {"summary": summary, "metrics": metrics, "table": table}
 

@@ -114,6 +114,7 @@ class RetrainSettings:
                                      # (search/retrain.py, planned_epochs)
     seeds: list = field(default_factory=lambda: [0])
     tta: bool = True                 # also report ten-crop+flip accuracy (beside the plain one)
+    onnx: bool = True                # export model/ (and ensemble/) to ONNX after the retrain
     top_k: int = 1                   # >1: also retrain the next best distinct configs, ensemble them
     ensemble_seeds: bool = False     # the ensemble also averages the winner's other seeds (with
                                      # top_k 1 and 2 seeds: one config, its mean +- sd and ensemble)

@@ -195,7 +195,19 @@ def smoke_experiment(tmp_path_factory, fer_cache_dir, tiny_csv):
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist's ``--dist loadgroup`` (``make test``), a file's tests share one worker
     unless the file or test names its own ``xdist_group``: a module- or session-scoped search
-    then runs once, not once per worker."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
+    then runs once, not once per worker.
+
+    Groups holding a ``slow`` test (a real search) come first: xdist hands groups out in the
+    order collected (``make test`` passes ``--no-loadscope-reorder``; its default puts groups with
+    many tests first, leaving the single-test searches to the end, one worker running them while
+    the other idles)."""
+    def group(item) -> str:
+        marker = item.get_closest_marker("xdist_group")
+        if marker is None:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            marker = item.get_closest_marker("xdist_group")
+        return marker.args[0] if marker.args else marker.kwargs.get("name", "")
+
+    groups = {id(item): group(item) for item in items}
+    slow = {groups[id(item)] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: groups[id(item)] not in slow)  # stable: collection order within

@@ -274,7 +274,7 @@ def multi_node_search(small_csv, two_node_cluster, tmp_path_factory):
     space["name"] = "multi"
     space["search"].update(num_samples=2, max_concurrent=2)
     space["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": 0}
-    space["retrain"].update(epochs=1, seeds=[0], tta=False)
+    space["retrain"].update(epochs=1, seeds=[0], tta=False, onnx=False)
     space["params"]["epochs"] = 1
     space_file = tmp / "multi.yaml"
     space_file.write_text(yaml.safe_dump(space, sort_keys=False))

@@ -107,7 +107,7 @@ constraints: {{params_m: {{max: {limit}}}}}
 search: {{sampler: nsga2, seed: 0, num_samples: 5, max_concurrent: 1,
          asha: {{grace_period: 1, reduction_factor: 2}}, checkpoint: false}}
 resources: {{cpus_per_trial: 1}}
-retrain: {{epochs: 1, seeds: [0], tta: false, pareto: 3}}
+retrain: {{epochs: 1, seeds: [0], tta: false, onnx: false, pareto: 3}}
 params:
   backbone: {{choice: [test_resnet, test_efficientnet, test_nfnet]}}
   input_size: {{choice: [32, 48]}}
@@ -117,9 +117,16 @@ params:
 """
 
 
+def params_m(cfg: TrainConfig) -> float:
+    """Millions of parameters of the model ``cfg`` builds (what profile_config reports, without
+    its ONNX export and latency runs)."""
+    model = create_model(cfg.backbone, **cfg.architecture())
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
 @pytest.fixture(scope="module")
 def pareto_search(tmp_path_factory, tiny_csv):
-    sizes = {b: profile_config(TrainConfig(backbone=b, input_size=32), runs=3).params_m
+    sizes = {b: params_m(TrainConfig(backbone=b, input_size=32))
              for b in ("test_resnet", "test_efficientnet", "test_nfnet")}
     limit = sorted(sizes.values())[1] + 1e-4   # the largest of the three breaks the constraint
     tmp = tmp_path_factory.mktemp("pareto")
@@ -132,6 +139,7 @@ def pareto_search(tmp_path_factory, tiny_csv):
     return proc, ExperimentFolder(tmp / "results" / "p"), limit
 
 
+@pytest.mark.slow
 def test_a_multi_objective_search_measures_every_trial(pareto_search):
     proc, folder, limit = pareto_search
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -143,6 +151,7 @@ def test_a_multi_objective_search_measures_every_trial(pareto_search):
     assert (table["feasible"] == (table["params_m"] <= limit)).all()
 
 
+@pytest.mark.slow
 def test_the_winner_meets_the_constraints_and_the_front_is_non_dominated(pareto_search):
     proc, folder, limit = pareto_search
     table, summary = folder.read_trials(), folder.read_summary()
@@ -160,6 +169,7 @@ def test_the_winner_meets_the_constraints_and_the_front_is_non_dominated(pareto_
     assert summary["winner_measures_retrained"]["latency_ms"] > 0
 
 
+@pytest.mark.slow
 def test_the_study_has_both_objectives_and_the_constraints(pareto_search):
     _, folder, limit = pareto_search
     from optuna.study import StudyDirection
@@ -180,6 +190,7 @@ def test_the_study_has_both_objectives_and_the_constraints(pareto_search):
     assert states.count(TrialState.COMPLETE) == int((table["status"] == "completed").sum())
 
 
+@pytest.mark.slow
 def test_each_front_point_is_retrained_and_the_report_draws_the_front(pareto_search):
     _, folder, _ = pareto_search
     summary = folder.read_summary()
@@ -199,6 +210,7 @@ def test_each_front_point_is_retrained_and_the_report_draws_the_front(pareto_sea
     assert json.loads((folder.path / "summary.json").read_text())["winner_rule"].startswith("the best")
 
 
+@pytest.mark.slow
 def test_tensorboard_hparams_carry_the_measures(pareto_search):
     from tensorboard.plugins.hparams import metadata
 

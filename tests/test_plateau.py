@@ -60,7 +60,7 @@ def test_a_real_search_stops_on_its_plateau_and_still_retrains(tmp_path, tiny_da
     path.write_text("""
 search: {sampler: random, seed: 0, num_samples: 6, max_concurrent: 1, asha: false,
          plateau_trials: 2, plateau_gain: 0.9}
-retrain: {epochs: 1, tta: false}
+retrain: {epochs: 1, tta: false, onnx: false}
 params: {backbone: resnet10t, epochs: 1, batch_size: 64, lr: {loguniform: [1.0e-4, 1.0e-2]}}
 """)
     try:

@@ -24,7 +24,7 @@ SPACE = """
 name: resume
 search: {sampler: tpe, seed: 1, num_samples: 4, max_concurrent: 1,
          asha: {grace_period: 1, reduction_factor: 2}}
-retrain: {epochs: 1, seeds: [0], tta: false}
+retrain: {epochs: 1, seeds: [0], tta: false, onnx: false}
 params:
   backbone: resnet10t
   epochs: 2
@@ -106,6 +106,7 @@ def test_sigkill_driver_then_resume(space_file, tmp_path, tiny_csv):
     assert summary["trials_run"] == 4
     for name in ("best.yaml", "metrics.json", "model/model.safetensors"):
         assert (exp / name).exists()
+    assert not list(exp.rglob("*.onnx"))  # retrain.onnx: false
     # The study kept its history: the trials finished before the kill are still there.
     numbers = {t.number for t in finished_trials(exp)}
     assert done_before <= numbers
@@ -134,7 +135,7 @@ def test_nan_trial_is_marked_failed_and_search_completes(tmp_path, tiny_data):
 
     outcome = _run_in_process("""
 search: {sampler: random, seed: 0, num_samples: 4, asha: false}
-retrain: {epochs: 1, tta: false}
+retrain: {epochs: 1, tta: false, onnx: false}
 params: {backbone: resnet10t, epochs: 1, batch_size: 64, seed: {choice: [0, 1]}}
 """, tmp_path, "nan", tiny_data, trial_diverging_when_seed_is_1)
     trials = ExperimentFolder(tmp_path / "nan").read_trials()
@@ -182,8 +183,8 @@ def test_killed_trial_worker_is_retried_and_search_completes(tmp_path, tiny_csv)
 
     space = tmp_path / "kill.yaml"
     space.write_text("""
-search: {sampler: random, seed: 0, num_samples: 2, asha: false, max_failures: 1}
-retrain: {epochs: 1, tta: false}
+search: {sampler: random, seed: 0, num_samples: 1, asha: false, max_failures: 1}
+retrain: {epochs: 1, tta: false, onnx: false}
 params: {backbone: resnet10t, epochs: 3, batch_size: 128, lr: {loguniform: [1.0e-3, 3.0e-3]}}
 """)
     exp = tmp_path / "kill"
@@ -221,7 +222,7 @@ params: {backbone: resnet10t, epochs: 3, batch_size: 128, lr: {loguniform: [1.0e
     assert proc.returncode == 0, output[-3000:]
     assert re.search(r"PrivateTest accuracy: 0\.\d{4} \(n=350\)\s*$", output), output[-1000:]
     trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
-    assert len(trials) == 2
+    assert len(trials) == 1
     assert (trials.status == "completed").all(), trials[["trial_id", "status", "error"]]
     assert (trials.epochs == 3).all()
     # The killed trial was restored from a checkpoint: Tune's restart count shows it, and the

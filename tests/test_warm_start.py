@@ -30,7 +30,7 @@ def narrower_space(tmp_path: Path, winner: pd.Series, metric: str = "val_accurac
     path.write_text(f"""
 objectives: {metric}
 search: {{sampler: tpe, seed: 1, num_samples: 2, max_concurrent: 1, asha: false}}
-retrain: {{epochs: 1, seeds: [0], tta: false}}
+retrain: {{epochs: 1, seeds: [0], tta: false, onnx: false}}
 params:
   backbone: resnet10t
   input_size: 48

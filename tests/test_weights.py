@@ -149,7 +149,7 @@ name: transfer-test
 search: {sampler: random, seed: 3, num_samples: 4, max_concurrent: 1, asha: false,
          checkpoint: false}
 resources: {cpus_per_trial: 1}
-retrain: {epochs: 1, seeds: [0], tta: false}
+retrain: {epochs: 1, seeds: [0], tta: false, onnx: false}
 params:
   backbone: test_resnet
   pretrained: {choice: [true, false]}
@@ -196,6 +196,7 @@ def test_a_search_with_a_corrupt_cached_file_stops_before_ray(tmp_path, monkeypa
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_search_weighs_imagenet_weights_against_scratch(tmp_path, hub_cache, tiny_csv):
     """A real search (local Ray, Optuna, timm) whose trials read the cache offline; trials.csv
     and the report say which trials started from the 'ImageNet' weights."""
