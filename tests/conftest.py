@@ -18,6 +18,11 @@ import pytest
 
 # Tests never download anything (timm/Hugging Face read this when they are first imported).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# OpenMP threads that wait sleep instead of spinning, in this process and every search and Ray
+# worker it starts (torch reads it when first imported): `make test` runs two test processes on
+# 2 cores, and a 2-thread trial's spinning threads took CPU the other process needed (two smoke
+# searches side by side: 73 s and 129 CPU-seconds spinning, 59 s and 106 sleeping).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # CI draws the same Hypothesis examples every run (a failure there is the code's, reproducible,
 # not a new draw's); a developer's run explores new ones. HYPOTHESIS_PROFILE picks either.
