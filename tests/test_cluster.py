@@ -1,10 +1,11 @@
 """Distributed: cluster.yaml is a valid Ray cluster-launcher config that opens no Ray port to the
-internet and runs every node with token authentication; a real two-node Ray cluster on this
-machine runs the smoke search with trials on both nodes; token authentication refuses the
-dashboard's Jobs API without the token.
+internet and runs every node with token authentication; on a real local cluster (a head and two
+worker raylets on this machine), token authentication refuses the dashboard's Jobs API without
+the token, the smoke search runs with trials on both workers, and a search survives losing a
+worker node mid-trial.
 
-The clusters here run on one host, each raylet started with ``--num-cpus 1`` and explicit memory
-sizes (tests/local_cluster.py), and are stopped by PID, never with ``ray stop``.
+The head holds no CPU (it only drives, as on a cluster), each worker raylet one, with explicit
+memory sizes (tests/local_cluster.py); the cluster is stopped by PID, never with ``ray stop``.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -26,9 +28,10 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 import yaml
 
+from search.experiment_folder import ExperimentFolder
 from tests.conftest import training_subset
-from tests.local_cluster import (MB, auth_env, free_port, new_cluster_dir, ray_start, teardown,
-                                 wait_for_nodes)
+from tests.local_cluster import (MB, auth_env, free_port, new_cluster_dir, processes_under,
+                                 ray_start, teardown, wait_for_nodes)
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -239,37 +242,82 @@ def test_no_token_is_committed():
 
 
 # ---------------------------------------------------------------------------------------------
-# (b) two nodes, one search
+# One local cluster for (b), (c) and (d)
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def two_node_cluster():
+def cluster():
+    """A head that only drives (no CPU; its dashboard on, for the Jobs API) and two 1-CPU worker
+    raylets: two trials at once, one per worker. Every test below shares it; the node-loss test,
+    last in this file, kills one of the workers."""
     base, token = new_cluster_dir()
     temp_dir = str(base / "ray")
-    env = auth_env(token)
-    port = free_port()
+    # Declare a dead node dead within seconds, not Ray's default of ~30 s (the node-loss test).
+    env = {**auth_env(token), "RAY_health_check_period_ms": "1000",
+           "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+    port, dashboard_port = free_port(), free_port()
     address = f"127.0.0.1:{port}"
-    per_node = ["--num-cpus=1", f"--memory={2048 * MB}", f"--object-store-memory={200 * MB}",
-                f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    common = [f"--memory={2048 * MB}", f"--object-store-memory={200 * MB}",
+              f"--temp-dir={temp_dir}", "--disable-usage-stats"]
     try:
         ray_start(["--head", f"--port={port}", f"--ray-client-server-port={free_port()}",
-                   f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-port={free_port()}",
-                   "--include-dashboard=false", *per_node], env)
-        ray_start([f"--address={address}", f"--dashboard-agent-listen-port={free_port()}",
-                   *per_node], env)
-        nodes = wait_for_nodes(address, env, 2)
-        assert sorted(nodes.values()) == ["head", "worker"], nodes
-        yield {"address": address, "env": env, "nodes": nodes}
+                   f"--dashboard-agent-listen-port={free_port()}", "--include-dashboard=true",
+                   "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+                   "--num-cpus=0", *common], env)
+        for _ in range(2):
+            ray_start([f"--address={address}", f"--dashboard-agent-listen-port={free_port()}",
+                       "--num-cpus=1", *common], env)
+        nodes = wait_for_nodes(address, env, 3)
+        assert sorted(nodes.values()) == ["head", "worker", "worker"], nodes
+        yield {"address": address, "env": env, "nodes": nodes, "marker": temp_dir,
+               "url": f"http://127.0.0.1:{dashboard_port}", "token": token.read_text()}
     finally:
         teardown(temp_dir, base)
 
 
+# ---------------------------------------------------------------------------------------------
+# (b) token authentication on the Jobs API
+# ---------------------------------------------------------------------------------------------
+
+def http_get(url: str, headers: dict | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
+def test_jobs_api_refuses_requests_without_the_token(cluster):
+    url = cluster["url"] + "/api/jobs/"
+    deadline = time.time() + 60
+    while True:  # the dashboard may still be binding when `ray start` returns
+        try:
+            status, body = http_get(url)
+            break
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+    assert status in (401, 403), (status, body[:300])
+    status, _ = http_get(url, {"Authorization": "Bearer " + secrets.token_hex(32)})
+    assert status in (401, 403)
+    status, body = http_get(url, {"Authorization": "Bearer " + cluster["token"]})
+    assert status == 200, body[:300]
+    jobs = json.loads(body)  # the real Jobs API answered: the drivers so far, no job submitted
+    assert isinstance(jobs, list) and all(j.get("type") == "DRIVER" for j in jobs), jobs
+
+
+# ---------------------------------------------------------------------------------------------
+# (c) two worker nodes, one search
+# ---------------------------------------------------------------------------------------------
+
 @pytest.fixture(scope="module")
-def multi_node_search(small_csv, two_node_cluster, tmp_path_factory):
+def multi_node_search(small_csv, cluster, tmp_path_factory):
     small = small_csv  # session scoped: skips (no data) before any cluster starts
     tmp = tmp_path_factory.mktemp("multi")
     data = training_subset(small, tmp / "fer2013-third.csv", every=3)
-    # The smoke space, made to run two 1-CPU trials at once: one per node.
+    # The smoke space, made to run two 1-CPU trials at once: one per worker node.
     space = yaml.safe_load((REPO / "spaces" / "smoke.yaml").read_text())
     space["name"] = "multi"
     space["search"].update(num_samples=2, max_concurrent=2)
@@ -281,10 +329,10 @@ def multi_node_search(small_csv, two_node_cluster, tmp_path_factory):
 
     out = tmp / "results"
     cmd = [sys.executable, "-m", "search.run", str(space_file), "--data", str(data),
-           "--output", str(out), "--name", "multi", "--address", two_node_cluster["address"],
+           "--output", str(out), "--name", "multi", "--address", cluster["address"],
            "--verbose", "0"]
     try:
-        proc = subprocess.run(cmd, cwd=REPO, env=two_node_cluster["env"], capture_output=True,
+        proc = subprocess.run(cmd, cwd=REPO, env=cluster["env"], capture_output=True,
                               text=True, timeout=240)
     except subprocess.TimeoutExpired as e:
         log = "".join(x.decode(errors="replace") if isinstance(x, bytes) else x
@@ -297,7 +345,7 @@ def multi_node_search(small_csv, two_node_cluster, tmp_path_factory):
                     "sum over all nodes; Ray waits forever for a node that can hold it.")
         pytest.fail(f"the search did not finish in 240 s on the two-node cluster{hint}\n"
                     f"{asked.group(0) if asked else ''}\n...\n{log[-3000:]}")
-    return proc, out / "multi", two_node_cluster["nodes"]
+    return proc, out / "multi", cluster["nodes"]
 
 
 def test_search_on_two_nodes_succeeds(multi_node_search):
@@ -334,50 +382,118 @@ def test_outputs_are_in_the_output_path(multi_node_search):
 
 
 # ---------------------------------------------------------------------------------------------
-# (c) token authentication on the Jobs API
+# (d) losing a node mid-search (last: it kills one of the cluster's workers)
 # ---------------------------------------------------------------------------------------------
+# One worker raylet is SIGKILLed by PID while a trial runs on it. With ``search.max_failures``
+# the trial continues on the surviving worker from its last checkpoint, the search completes,
+# every trial is in trials.csv and the Optuna study, and nothing that had finished runs again.
 
-def http_get(url: str, headers: dict | None = None) -> tuple[int, str]:
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read().decode(errors="replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
+NODE_LOSS_EPOCHS = 4
+NODE_LOSS_TRIALS = 3  # two at once, then a third: on a worker after a first trial has finished
 
-
-@pytest.fixture
-def token_head():
-    base, token = new_cluster_dir()
-    temp_dir = str(base / "ray")
-    env = auth_env(token)
-    port, dport = free_port(), free_port()
-    try:
-        ray_start(["--head", f"--port={port}", f"--ray-client-server-port={free_port()}",
-                   f"--dashboard-agent-listen-port={free_port()}", "--include-dashboard=true",
-                   "--dashboard-host=127.0.0.1", f"--dashboard-port={dport}", "--num-cpus=1",
-                   f"--memory={512 * MB}", f"--object-store-memory={100 * MB}",
-                   f"--temp-dir={temp_dir}", "--disable-usage-stats"], env)
-        yield {"url": f"http://127.0.0.1:{dport}", "token": token.read_text(),
-               "address": f"127.0.0.1:{port}", "env": env}
-    finally:
-        teardown(temp_dir, base)
+NODE_LOSS_SPACE = {
+    "name": "node-loss",
+    "search": {"sampler": "random", "seed": 0, "num_samples": NODE_LOSS_TRIALS,
+               "max_concurrent": 2, "asha": False, "max_failures": 2, "checkpoint": True},
+    "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
+    "retrain": {"epochs": 1, "seeds": [0], "tta": False, "onnx": False},
+    "params": {"backbone": "resnet10t", "epochs": NODE_LOSS_EPOCHS, "batch_size": 64,
+               "lr": {"loguniform": [1.0e-3, 3.0e-3]}},
+}
 
 
-def test_jobs_api_refuses_requests_without_the_token(token_head):
-    url = token_head["url"] + "/api/jobs/"
-    deadline = time.time() + 60
-    while True:  # the dashboard may still be binding when `ray start` returns
+def raylet_pid(marker: str, node_id: str) -> int | None:
+    """The raylet of ``node_id`` (its command line carries ``--node_id=<hex>``)."""
+    for pid in processes_under(marker):
         try:
-            status, body = http_get(url)
-            break
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            if time.time() > deadline:
-                raise
-            time.sleep(1)
-    assert status in (401, 403), (status, body[:300])
-    status, _ = http_get(url, {"Authorization": "Bearer " + secrets.token_hex(32)})
-    assert status in (401, 403)
-    status, body = http_get(url, {"Authorization": "Bearer " + token_head["token"]})
-    assert status == 200, body[:300]
-    assert json.loads(body) == []  # no jobs yet: the real Jobs API answered
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "raylet" in cmd.split(" ", 1)[0] and f"--node_id={node_id}" in cmd:
+            return pid
+    return None
+
+
+def progress(exp: Path) -> dict[Path, pd.DataFrame]:
+    out = {}
+    for p in exp.glob("t[0-9]*-*/progress.csv"):
+        try:
+            if p.stat().st_size:
+                out[p.parent] = pd.read_csv(p, dtype={"trial_id": str, "node_id": str})
+        except (OSError, pd.errors.EmptyDataError):
+            continue
+    return out
+
+
+def test_a_search_survives_losing_a_worker_node(cluster, small_csv, tmp_path):
+    space = tmp_path / "node-loss.yaml"
+    space.write_text(yaml.safe_dump(NODE_LOSS_SPACE, sort_keys=False))
+    out, exp = tmp_path / "results", tmp_path / "results" / "node-loss"
+    # A third of the Training faces: epochs long enough for a raylet's death to reach its worker.
+    data = training_subset(small_csv, tmp_path / "fer2013-third.csv", every=3)
+    log_path = tmp_path / "search.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.run", str(space), "--data", str(data),
+         "--output", str(out), "--name", "node-loss", "--address", cluster["address"],
+         "--verbose", "1"],
+        cwd=REPO, env=cluster["env"], stdout=log, stderr=subprocess.STDOUT)
+    killed_node, victim, finished_before = None, None, {}
+    try:
+        # Wait until a trial has finished and another runs with a checkpoint on a worker: kill
+        # that worker's raylet then (its trial actor dies with it).
+        deadline = time.time() + 300
+        while killed_node is None:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert time.time() < deadline, "no trial finished and another checkpointed in time\n" \
+                + log_path.read_text()[-3000:]
+            runs = progress(exp)
+            done = {d: len(df) for d, df in runs.items() if len(df) == NODE_LOSS_EPOCHS}
+            # Two epochs left at least: the raylet's death must reach its worker (about a
+            # second) before the trial could finish anyway.
+            running = {d: df for d, df in runs.items() if 1 <= len(df) <= NODE_LOSS_EPOCHS - 2}
+            if done and running:
+                victim, df = next(iter(running.items()))
+                node = str(df["node_id"].iloc[-1])
+                pid = raylet_pid(cluster["marker"], node)
+                assert pid, f"no raylet process for node {node}"
+                os.kill(pid, signal.SIGKILL)
+                killed_node, finished_before = node, done
+                epochs_at_kill = len(df)
+            time.sleep(0.3)
+        proc.wait(timeout=420)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    output = log_path.read_text()
+    assert proc.returncode == 0, output[-4000:]
+    assert re.search(r"PrivateTest accuracy: 0\.\d{4} \(n=350\)\s*$", output), output[-1000:]
+
+    folder = ExperimentFolder(exp)
+    trials = folder.read_trials()
+    assert len(trials) == NODE_LOSS_TRIALS, trials[["trial_id", "status", "epochs"]]
+    assert (trials.status == "completed").all(), trials[["trial_id", "status", "error"]]
+    assert (trials.epochs == NODE_LOSS_EPOCHS).all(), trials[["trial_id", "epochs"]]
+    study = folder.load_study()
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * NODE_LOSS_TRIALS
+
+    after = progress(exp)
+    # Nothing that had finished ran again: its per-epoch record is unchanged.
+    for d, n in finished_before.items():
+        assert len(after[d]) == n, (d.name, n, len(after[d]))
+    # The killed trial restarted once, on the surviving worker, from its last checkpoint: the
+    # epochs after the restart continue where the checkpoint left off, none reported twice.
+    rows = after[victim]
+    restarts = rows.index[rows["iterations_since_restore"] == 1].tolist()
+    assert len(restarts) == 2, rows[["epoch", "training_iteration", "iterations_since_restore"]]
+    resumed = rows.iloc[restarts[1]:]
+    assert int(resumed["epoch"].iloc[0]) > 1, rows[["epoch", "iterations_since_restore"]]
+    assert list(rows["epoch"]) == list(range(1, NODE_LOSS_EPOCHS + 1)), rows[["epoch", "node_id"]]
+    assert set(resumed["node_id"]) != {killed_node}
+    assert str(trials.set_index("trial_id").loc[str(rows["trial_id"].iloc[0]), "node_id"]) != killed_node
+    retried = sum(int((df["iterations_since_restore"] == 1).sum()) > 1 for df in after.values())
+    print(f"node loss: raylet of node {killed_node[:8]} killed with trial {victim.name[:24]} last seen at "
+          f"epoch {epochs_at_kill}/{NODE_LOSS_EPOCHS}; trials retried: {retried}; epochs redone: "
+          f"{len(rows) - NODE_LOSS_EPOCHS} (resumed at epoch {int(resumed['epoch'].iloc[0])}); "
+          f"{len(finished_before)} finished trial(s) untouched")
