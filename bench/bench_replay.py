@@ -136,6 +136,9 @@ STRATEGIES = {s.name: s for s in [
     Strategy("tpe+hyperband", "tpe", asha(brackets=3)),          # BOHB-like: TPE + Hyperband
     Strategy("tpe+asha@3", "tpe", asha(grace=3)),                # first rung where ranks settle
     Strategy("random+asha@3", "random", asha(grace=3)),
+    # Fewer trials past the first rung: one in five, not one in three.
+    Strategy("random+asha@3/rf5", "random", asha(grace=3, rf=5)),
+    Strategy("random+asha@2/rf5", "random", asha(grace=2, rf=5)),
     Strategy("tpe+asha@3+default", "tpe", asha(grace=3), default_first=True),
     Strategy("tpe+asha-loss", "tpe", asha(metric="val_loss")),   # rungs on PublicTest loss
     # Every trial trained to the epoch where rankings settle and no further: the search's pick is
