@@ -194,9 +194,11 @@ def test_statuses_and_file_names_are_defined_once():
 def test_a_test_files_tests_share_one_xdist_worker():
     """make test TEST_WORKERS=N relies on --dist loadgroup keeping a file's tests (and so its
     module-scoped search) on one worker (tests/conftest.py): checked with the installed pytest
-    and pytest-xdist, on a file of quick tests."""
+    and pytest-xdist and make test's flags (--no-loadscope-reorder: pytest-xdist >= 3.8), on a
+    file of quick tests."""
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2",
-                           "--dist", "loadgroup", "-v", "tests/test_console.py"],
+                           "--dist", "loadgroup", "--no-loadscope-reorder", "-v",
+                           "tests/test_console.py"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:]
     workers = set(re.findall(r"^\[(gw\d+)\].* PASSED ", proc.stdout, flags=re.M))
