@@ -57,6 +57,11 @@ def machine_name() -> str:
     return f"{cpu} ({platform.node()})"
 
 
+def count_params(model: torch.nn.Module) -> float:
+    """Parameters of ``model``, in millions."""
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
 def count_macs(model: torch.nn.Module, input_size: int, in_chans: int) -> float:
     """Multiply-accumulates of one forward pass at batch 1, in millions (torch's FLOP counter:
     2 FLOPs per MAC)."""
@@ -97,7 +102,7 @@ def profile_model(model: torch.nn.Module, cfg: TrainConfig, threads: int = 1,
     from .export import export_predictor
 
     model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
-    params = sum(p.numel() for p in model.parameters()) / 1e6
+    params = count_params(model)
     macs = count_macs(model, cfg.input_size, cfg.in_chans)
     with tempfile.TemporaryDirectory() as d:
         onnx_file = export_predictor(Predictor([(model, cfg)]), Path(d) / "model.onnx")

@@ -47,7 +47,7 @@ def trials_table(results, space) -> pd.DataFrame:
             "node_id": (r.metrics or {}).get("node_id", ""),
             "weights": describe_weights(config.get("backbone", TrainConfig.backbone),
                                         bool(config.get("pretrained", False)),
-                                        config.get("pretrained_file")),
+                                        config.get("pretrained_file")) if config else "",
         }
         if space.measures:
             row.update(_measures(r.metrics or {}, space.constraints))

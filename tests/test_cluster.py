@@ -313,10 +313,17 @@ def test_jobs_api_refuses_requests_without_the_token(cluster):
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def multi_node_search(small_csv, cluster, tmp_path_factory):
-    small = small_csv  # session scoped: skips (no data) before any cluster starts
+def third_csv(small_csv, tmp_path_factory) -> Path:
+    """A third of the small sample's Training faces (both held-out splits whole), for (c) and
+    (d): epochs long enough for a raylet's death to reach its worker. Asked for before
+    ``cluster``, so a missing data file skips before any cluster starts."""
+    return training_subset(small_csv, tmp_path_factory.mktemp("data") / "fer2013-third.csv", 3)
+
+
+@pytest.fixture(scope="module")
+def multi_node_search(third_csv, cluster, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("multi")
-    data = training_subset(small, tmp / "fer2013-third.csv", every=3)
+    data = third_csv
     # The smoke space, made to run two 1-CPU trials at once: one per worker node.
     space = yaml.safe_load((REPO / "spaces" / "smoke.yaml").read_text())
     space["name"] = "multi"
@@ -425,12 +432,11 @@ def progress(exp: Path) -> dict[Path, pd.DataFrame]:
     return out
 
 
-def test_a_search_survives_losing_a_worker_node(cluster, small_csv, tmp_path):
+def test_a_search_survives_losing_a_worker_node(third_csv, cluster, tmp_path):
     space = tmp_path / "node-loss.yaml"
     space.write_text(yaml.safe_dump(NODE_LOSS_SPACE, sort_keys=False))
     out, exp = tmp_path / "results", tmp_path / "results" / "node-loss"
-    # A third of the Training faces: epochs long enough for a raylet's death to reach its worker.
-    data = training_subset(small_csv, tmp_path / "fer2013-third.csv", every=3)
+    data = third_csv
     log_path = tmp_path / "search.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(
