@@ -112,6 +112,7 @@ class Strategy:
     scheduler: Callable[[int, int], object] | None   # (horizon, seed) -> a Ray scheduler, or None
     default_first: bool = False   # the space's default configuration as trial 1, as search.run does
     epochs: int | None = None     # every trial ends (finished) after this many epochs
+    told_at: int | None = None    # the study learns each trial's accuracy at this epoch (below)
 
 
 def asha(grace: int = 1, rf: int = 3, brackets: int = 1, metric: str = METRIC):
@@ -139,6 +140,13 @@ STRATEGIES = {s.name: s for s in [
     # Fewer trials past the first rung: one in five, not one in three.
     Strategy("random+asha@3/rf5", "random", asha(grace=3, rf=5)),
     Strategy("random+asha@2/rf5", "random", asha(grace=2, rf=5)),
+    Strategy("random+asha@2/rf8", "random", asha(grace=2, rf=8)),
+    Strategy("random+hyperband@2/rf5", "random", asha(grace=2, rf=5, brackets=2)),
+    # BOHB's remedy for the pruned-trial ranking (TPE ranks any trial that went further above
+    # every pruned one): the model learns every trial at one budget all of them reach, ASHA's
+    # first rung, as COMPLETE with that epoch's accuracy; the pick is still the best epoch.
+    Strategy("tpe@rung3+asha@3", "tpe", asha(grace=3), told_at=3),
+    Strategy("tpe@rung2+asha@2/rf5", "tpe", asha(grace=2, rf=5), told_at=2),
     Strategy("tpe+asha@3+default", "tpe", asha(grace=3), default_first=True),
     Strategy("tpe+asha-loss", "tpe", asha(metric="val_loss")),   # rungs on PublicTest loss
     # Every trial trained to the epoch where rankings settle and no further: the search's pick is
@@ -153,6 +161,29 @@ DEFAULT_STRATEGIES = [name for name in STRATEGIES if name != "gp+asha"]
 
 
 # --- one replay --------------------------------------------------------------------------------
+
+def told_at_rung(epoch: int):
+    """PrunedAwareOptunaSearch that tells the study each trial's accuracy at ``epoch`` (COMPLETE)
+    and nothing after: a model fitted on one common budget, as BOHB fits its model."""
+    from search.searcher import PrunedAwareOptunaSearch
+
+    class ToldAtRung(PrunedAwareOptunaSearch):
+        def on_trial_result(self, trial_id: str, result: dict):
+            if self.is_told(trial_id):
+                return
+            super().on_trial_result(trial_id, result)
+            trial = self.optuna_trial(trial_id)
+            if result.get("training_iteration") == epoch and trial is not None:
+                self.study.tell(trial, result[METRIC])
+                self.mark_told(trial_id)
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                              error: bool = False):
+            if not self.is_told(trial_id):
+                super().on_trial_complete(trial_id, result, error)
+
+    return ToldAtRung
+
 
 def replay(strategy: Strategy, space: SearchSpace, table: Table, nearest: Nearest, seed: int,
            budget_s: float, concurrency: int, grid_s: np.ndarray,
@@ -173,11 +204,12 @@ def replay(strategy: Strategy, space: SearchSpace, table: Table, nearest: Neares
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if first is None and strategy.default_first:
         first = [space.default_config()]
-    searcher = PrunedAwareOptunaSearch(space=space.suggest, metric=METRIC, mode="max",
-                                       sampler=create_sampler(strategy.sampler, seed),
-                                       points_to_evaluate=first,
-                                       **(dict(study_name="fer-search", storage=storage)
-                                          if storage is not None else {}))
+    searcher_class = told_at_rung(strategy.told_at) if strategy.told_at else PrunedAwareOptunaSearch
+    searcher = searcher_class(space=space.suggest, metric=METRIC, mode="max",
+                              sampler=create_sampler(strategy.sampler, seed),
+                              points_to_evaluate=first,
+                              **(dict(study_name="fer-search", storage=storage)
+                                 if storage is not None else {}))
     scheduler = strategy.scheduler(table.horizon, seed) if strategy.scheduler else None
     events: list[tuple[float, int, str]] = []
     running: dict[str, tuple[int, int]] = {}   # trial id -> (table row, epochs done)

@@ -66,5 +66,5 @@ PY
 else
   echo "RESULT gpu_search failed rc=$rc (see $OUT/b_search.log)"; tail -20 "$OUT/b_search.log"
 fi
-rm -rf "$OUT/.cache" "$OUT"/search/train_trial_*/checkpoint_* 2>/dev/null
+rm -rf "$OUT/.cache" "$OUT"/search/t[0-9]*-*/checkpoint_* 2>/dev/null
 log "done"

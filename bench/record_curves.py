@@ -14,6 +14,7 @@ import argparse
 import itertools
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
 from pathlib import Path
@@ -57,7 +58,9 @@ def train_one(args: tuple[dict, str]) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/fer2013-small.csv.gz")
+    parser.add_argument("--data", default=str(Path(os.environ.get("FER_DATA_DIR")
+                                                   or HERE.parents[1] / "shared" / "data")
+                                                   / "fer2013-small.csv.gz"))
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--out", default=str(HERE / "curves.json"))

@@ -88,8 +88,8 @@ class TrainConfig:
     precision: str = "auto"        # bf16 autocast in training: auto = on CUDA only; bf16 = on CUDA
                                    # and on CPUs with avx512_bf16 or AMX (~1.7x for resnet10t; fp32
                                    # on CPUs without them); fp32 = never. CPU evaluation is fp32
-    small_map_convs: bool = True   # CPU: convs with an output map <= 3x3 run as one matmul, 2-5x
-                                   # faster there than oneDNN's conv (bench/README.md#bench_speedpy)
+    small_map_convs: bool = True   # CPU: convs with an output map <= 3x3 run as one matmul, 2-6x
+                                   # faster there than oneDNN's conv (bench/README.md, bench_speed.py)
     fused_optimizer: bool = True   # torch's fused AdamW / Adam / SGD kernel where timm's choice has one
     eval_batch_size: int = 128     # 1-thread CPU evaluation is fastest near 128 (vs 512: 1.2x)
     train_on_public: bool = False  # retrain on Training + PublicTest (no validation left)

@@ -101,7 +101,8 @@ class SearchSettings:
 
 @dataclass
 class Resources:
-    cpus_per_trial: Any = "auto"     # auto: all CPUs / max_concurrent (no GPU) or 1 (with GPU)
+    cpus_per_trial: Any = "auto"     # auto: all CPUs / max_concurrent (no GPU); with GPUs, CPUs per
+                                     # trial slot on the GPUs, 1 to 4
     gpus_per_trial: Any = "auto"     # auto: 1 / trials_per_gpu when the cluster has GPUs, else 0
     trials_per_gpu: int = 4
 
@@ -300,6 +301,10 @@ def _reject_renamed(raw: dict, err) -> None:
             holder = holder.get(part) if isinstance(holder, dict) else None
         if isinstance(holder, dict) and key in holder:
             raise err(old, f"no longer a key; it is now {new} (spaces/README.md)")
+    retrain = raw.get("retrain")
+    if isinstance(retrain, dict) and isinstance(retrain.get("pareto"), bool):
+        raise err("retrain.pareto", f"{str(retrain['pareto']).lower()} is an earlier schema's "
+                  f"value; it is now {RENAMED['retrain.pareto_max']} (spaces/README.md)")
 
 
 def _section(raw: dict, name: str, cls, err):

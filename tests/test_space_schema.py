@@ -52,6 +52,17 @@ def test_an_earlier_key_is_refused_with_its_new_home(old, tmp_path):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("value", [True, False])
+def test_an_earlier_boolean_pareto_is_refused_with_its_new_form(value, tmp_path):
+    path = write(tmp_path, {"retrain": {"pareto": value}})
+    with pytest.raises(SpaceError) as e:
+        load_space(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: retrain.pareto: {str(value).lower()} is an earlier "
+                              "schema's value; it is now retrain.pareto (the number"), message
+    assert "\n" not in message
+
+
 def test_a_results_folders_earlier_space_loads_in_todays_keys(tmp_path):
     earlier = tmp_path / "earlier.yaml"
     earlier.write_text("""

@@ -377,11 +377,24 @@ def _runpy_warning(line: str) -> bool:
     return "RuntimeWarning" in line and "found in sys.modules" in line
 
 
-def test_cli_help():
-    proc = run_cli("--help")
-    assert proc.returncode == 0, proc.stderr
+def cli_in_process(capsys, *args) -> tuple[int, str, str]:
+    """fer_models.train's exit code, stdout and stderr, in this process: for what is not about
+    the process boundary (the bad-backbone test below runs the real process)."""
+    from fer_models.train import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse: --help
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_help(capsys):
+    code, out, err = cli_in_process(capsys, "--help")
+    assert code == 0, err
     for flag in ("--data", "--backbone", "--input-size", "--head-hidden", "--test", "--tta"):
-        assert flag in proc.stdout
+        assert flag in out
 
 
 @pytest.fixture(scope="module")
@@ -402,19 +415,21 @@ def test_cli_stderr_is_exactly_the_error_line(bad_backbone_run):
     assert len(bad_backbone_run.stderr.strip().splitlines()) == 1, bad_backbone_run.stderr
 
 
-def test_cli_bad_data_exits_2(tmp_path):
-    proc = run_cli("--data", tmp_path / "missing.csv", "--backbone", "test_resnet")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if not _runpy_warning(line)]
+def test_cli_bad_data_exits_2(tmp_path, capsys):
+    code, _, err = cli_in_process(capsys, "--data", tmp_path / "missing.csv", "--backbone",
+                                  "test_resnet")
+    assert code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and "does not exist" in lines[0] and "missing.csv" in lines[0]
 
 
-def test_cli_trains_and_writes_outputs(small_csv, tmp_path):
+def test_cli_trains_and_writes_outputs(small_csv, tmp_path, capsys):
     out = tmp_path / "run"
-    proc = run_cli("--data", small_csv, "--backbone", "test_resnet", "--epochs", "1",
-                   "--batch-size", "128", "--threads", TEST_THREADS, "--output", out, "--test", "--tta")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "train 2100" in proc.stdout and "PrivateTest accuracy (TTA)" in proc.stdout
+    code, stdout, err = cli_in_process(
+        capsys, "--data", small_csv, "--backbone", "test_resnet", "--epochs", "1",
+        "--batch-size", "128", "--threads", TEST_THREADS, "--output", out, "--test", "--tta")
+    assert code == 0, err[-2000:]
+    assert "train 2100" in stdout and "PrivateTest accuracy (TTA)" in stdout
     report = json.loads((out / "metrics.json").read_text())
     assert report["config"]["backbone"] == "test_resnet" and len(report["history"]) == 1
     assert report["private_test"]["n"] == 350 and report["private_test_tta"]["n"] == 350

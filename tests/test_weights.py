@@ -170,30 +170,45 @@ def run_search(space: Path, data: Path, out: Path, env: dict,
         cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
 
 
-def test_a_search_without_the_weights_stops_before_ray(tmp_path, empty_cache, tiny_csv):
+def search_in_process(space: Path, data: Path, out: Path, capsys, *args: str) -> tuple[int, str, str]:
+    """search.run's exit code, stdout and stderr, in this process (the process boundary is not
+    what these tests test: tests/test_space.py runs the real one)."""
+    import ray
+
+    from search.run import main
+
+    code = main([str(space), "--data", str(data), "--output", str(out), "--name", "t", *args])
+    captured = capsys.readouterr()
+    assert not ray.is_initialized(), "Ray was started"
+    return code, captured.out, captured.err
+
+
+def test_a_search_without_the_weights_stops_before_ray(tmp_path, empty_cache, tiny_csv, capsys):
     space = tmp_path / "transfer.yaml"
     space.write_text(PRETRAINED_SPACE)
-    proc = run_search(space, tiny_csv, tmp_path / "results", {**os.environ})
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.count("\n") == 1, proc.stderr
-    assert BACKBONE in proc.stderr and f"python -m search.weights {space}" in proc.stderr
-    assert "Ray" not in proc.stdout + proc.stderr and not (tmp_path / "results" / "t").exists()
+    code, out, err = search_in_process(space, tiny_csv, tmp_path / "results", capsys)
+    assert code == 2, err
+    assert err.count("\n") == 1, err
+    assert BACKBONE in err and f"python -m search.weights {space}" in err
+    assert "Ray" not in out + err and not (tmp_path / "results" / "t").exists()
 
 
-def test_a_search_with_a_corrupt_cached_file_stops_before_ray(tmp_path, monkeypatch,
-                                                              tiny_csv):
+def test_a_search_with_a_corrupt_cached_file_stops_before_ray(tmp_path, tiny_csv, capsys,
+                                                              monkeypatch):
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)  # --weights-cache sets it: restored after
     # Deep folders make the message longer than one error line: the command must stay whole.
     cache = tmp_path.joinpath(*["a-deep-folder"] * 8, "hub")
     blob = make_hub_cache(cache, BACKBONE, imagenet_state()).resolve()
     blob.write_bytes(b"\x00" * 100)
     space = tmp_path / "transfer.yaml"
     space.write_text(PRETRAINED_SPACE)
-    proc = run_search(space, tiny_csv, tmp_path / "results", {**os.environ}, "--weights-cache", str(cache))
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
-    assert "corrupt" in proc.stderr and BACKBONE in proc.stderr and "--force" in proc.stderr
+    code, _, err = search_in_process(space, tiny_csv, tmp_path / "results", capsys,
+                                     "--weights-cache", str(cache))
+    assert code == 2 and err.count("\n") == 1, err
+    assert "corrupt" in err and BACKBONE in err and "--force" in err
     # The fetch command it names fills the cache the search reads, not the default one.
-    assert f"python -m search.weights {space} --weights-cache {cache} --force" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert f"python -m search.weights {space} --weights-cache {cache} --force" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow
