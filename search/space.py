@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ from .distributions import (Fixed, Param, check_value, field_types, is_number, p
                             reject_unknown)
 from .objectives import RANKING, parse_constraints, parse_objectives
 from .samplers import MULTI_OBJECTIVE_SAMPLERS, SAMPLERS
-from .space_history import RENAMED, upgrade
+from .space_history import RENAMED, RETYPED, upgrade
 
 # What ASHA may compare at its rungs: the search metric, or the training loss, which ranks configs
 # earlier when validation is small and noisy (bench/bench_asha.py).
@@ -292,19 +293,26 @@ def _reject_non_finite(value, key: str, err) -> None:
             _reject_non_finite(v, f"{key}[{i}]", err)
 
 
+def _holder(raw: dict, dotted: str) -> tuple[dict | None, str]:
+    """The mapping that would hold ``dotted`` (``a.b.c``: raw["a"]["b"]) and its last part."""
+    *path, key = dotted.split(".")
+    holder = raw
+    for part in path:
+        holder = holder.get(part) if isinstance(holder, dict) else None
+    return (holder if isinstance(holder, dict) else None), key
+
+
 def _reject_renamed(raw: dict, err) -> None:
-    """A key of an earlier schema: one line with where that concept lives now."""
+    """A key, or a key's value, of an earlier schema: one line with where that concept lives now."""
     for old, new in RENAMED.items():
-        *path, key = old.split(".")
-        holder = raw
-        for part in path:
-            holder = holder.get(part) if isinstance(holder, dict) else None
-        if isinstance(holder, dict) and key in holder:
+        holder, key = _holder(raw, old)
+        if holder is not None and key in holder:
             raise err(old, f"no longer a key; it is now {new} (spaces/README.md)")
-    retrain = raw.get("retrain")
-    if isinstance(retrain, dict) and isinstance(retrain.get("pareto"), bool):
-        raise err("retrain.pareto", f"{str(retrain['pareto']).lower()} is an earlier schema's "
-                  f"value; it is now {RENAMED['retrain.pareto_max']} (spaces/README.md)")
+    for name, (is_earlier, new) in RETYPED.items():
+        holder, key = _holder(raw, name)
+        if holder is not None and key in holder and is_earlier(holder[key]):
+            raise err(name, f"{json.dumps(holder[key])} is an earlier "
+                      f"schema's value; it is now {new} (spaces/README.md)")
 
 
 def _section(raw: dict, name: str, cls, err):

@@ -17,7 +17,7 @@ import copy
 
 from fer_models.config import RENAMED_FIELDS, upgrade_fields
 
-__all__ = ["RENAMED", "RENAMED_FIELDS", "upgrade"]
+__all__ = ["RENAMED", "RENAMED_FIELDS", "RETYPED", "upgrade"]
 
 RENAMED = {
     "metric": "objectives (e.g. objectives: val_loss)",
@@ -30,6 +30,10 @@ RENAMED = {
     "retrain.pareto_max": "retrain.pareto (the number of front points to retrain; 0: none)",
     **{f"params.{old}": f"params.{new}" for old, new in RENAMED_FIELDS.items()},
     **{f"retrain.params.{old}": f"retrain.params.{new}" for old, new in RENAMED_FIELDS.items()},
+}
+# Keys that an earlier schema gave values of another type: (is the value an earlier one?, the key now).
+RETYPED = {
+    "retrain.pareto": (lambda value: isinstance(value, bool), RENAMED["retrain.pareto_max"]),
 }
 _ASHA_KEYS = ("grace_period", "reduction_factor", "rung_metric")
 

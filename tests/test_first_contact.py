@@ -14,6 +14,7 @@ from fer_models import TrainConfig
 from fer_models.textfiles import InputFileError, load_yaml
 from fer_models.validation import RULES, ConfigError, check_field
 from search.run import main as search_main
+from tests.bad_input import run_search
 from tests.conftest import REPO
 
 # A field's bad values, from its own rule: past each bound, a wrong type, an unknown name.
@@ -58,17 +59,6 @@ def never_read(tmp_path):
     path = tmp_path / "never-read.csv"
     path.write_text("not,a,fer2013,file\n")
     return path
-
-
-def run_search(space_text: str, tmp_path, data, capsys, args=()) -> tuple[int, str]:
-    space = tmp_path / "space.yaml"
-    space.write_bytes(space_text.encode() if isinstance(space_text, str) else space_text)
-    out = tmp_path / "results"
-    code = search_main([str(space), "--data", str(data), "--output", str(out), "--name", "x", *args])
-    err = capsys.readouterr().err
-    assert not ray.is_initialized(), "Ray must not start for bad input"
-    assert not (out / "x").exists(), "nothing may be written for bad input"
-    return code, err
 
 
 def _yaml(v) -> str:

@@ -22,6 +22,7 @@ from fer_models.weights import (WeightsError, cached_weights_file, check_weights
                                 hub_weights)
 from search import weights as fetch_cli
 from search.space import load_space
+from tests.bad_input import run_search
 from tests.test_train import subset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,35 +163,21 @@ params:
 """
 
 
-def run_search(space: Path, data: Path, out: Path, env: dict,
-               *args: str) -> subprocess.CompletedProcess:
+def search_process(space: Path, data: Path, out: Path, env: dict,
+                   *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "search.run", str(space), "--data", str(data),
          "--output", str(out), "--name", "t", *args],
         cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
 
 
-def search_in_process(space: Path, data: Path, out: Path, capsys, *args: str) -> tuple[int, str, str]:
-    """search.run's exit code, stdout and stderr, in this process (the process boundary is not
-    what these tests test: tests/test_space.py runs the real one)."""
-    import ray
-
-    from search.run import main
-
-    code = main([str(space), "--data", str(data), "--output", str(out), "--name", "t", *args])
-    captured = capsys.readouterr()
-    assert not ray.is_initialized(), "Ray was started"
-    return code, captured.out, captured.err
-
-
+# In process (tests/test_space.py runs the real process): run_search also checks that Ray never
+# started and nothing was written.
 def test_a_search_without_the_weights_stops_before_ray(tmp_path, empty_cache, tiny_csv, capsys):
-    space = tmp_path / "transfer.yaml"
-    space.write_text(PRETRAINED_SPACE)
-    code, out, err = search_in_process(space, tiny_csv, tmp_path / "results", capsys)
+    code, err = run_search(PRETRAINED_SPACE, tmp_path, tiny_csv, capsys)
     assert code == 2, err
     assert err.count("\n") == 1, err
-    assert BACKBONE in err and f"python -m search.weights {space}" in err
-    assert "Ray" not in out + err and not (tmp_path / "results" / "t").exists()
+    assert BACKBONE in err and f"python -m search.weights {tmp_path / 'space.yaml'}" in err
 
 
 def test_a_search_with_a_corrupt_cached_file_stops_before_ray(tmp_path, tiny_csv, capsys,
@@ -200,10 +187,9 @@ def test_a_search_with_a_corrupt_cached_file_stops_before_ray(tmp_path, tiny_csv
     cache = tmp_path.joinpath(*["a-deep-folder"] * 8, "hub")
     blob = make_hub_cache(cache, BACKBONE, imagenet_state()).resolve()
     blob.write_bytes(b"\x00" * 100)
-    space = tmp_path / "transfer.yaml"
-    space.write_text(PRETRAINED_SPACE)
-    code, _, err = search_in_process(space, tiny_csv, tmp_path / "results", capsys,
-                                     "--weights-cache", str(cache))
+    code, err = run_search(PRETRAINED_SPACE, tmp_path, tiny_csv, capsys,
+                           args=("--weights-cache", str(cache)))
+    space = tmp_path / "space.yaml"
     assert code == 2 and err.count("\n") == 1, err
     assert "corrupt" in err and BACKBONE in err and "--force" in err
     # The fetch command it names fills the cache the search reads, not the default one.
@@ -219,7 +205,7 @@ def test_a_search_weighs_imagenet_weights_against_scratch(tmp_path, hub_cache, t
     space = tmp_path / "transfer.yaml"
     space.write_text(PRETRAINED_SPACE)
     env = {**os.environ, "HF_HUB_CACHE": "", "HF_HUB_OFFLINE": ""}  # the flag alone carries it
-    proc = run_search(space, tiny_csv, tmp_path / "results", env, "--weights-cache", str(cache))
+    proc = search_process(space, tiny_csv, tmp_path / "results", env, "--weights-cache", str(cache))
     assert proc.returncode == 0, proc.stderr[-3000:]
     experiment = tmp_path / "results" / "t"
     table = pd.read_csv(experiment / "trials.csv", dtype={"trial_id": str})
