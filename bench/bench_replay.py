@@ -448,17 +448,32 @@ def print_warm_start(args, space: SearchSpace, table: Table, nearest: "Nearest",
               f"{len(finite) / len(ratios):.0%} | {np.median(cold_n):.0f} |")
 
 
+def log_fit_to_horizon(accuracy: np.ndarray, epochs: int, horizon: int) -> np.ndarray:
+    """Each curve's first ``epochs`` accuracies fitted by least squares as a + b log(epoch) and
+    read at ``horizon``: a parameter-free learning-curve extrapolation (needs 2 epochs)."""
+    x = np.log(np.arange(1, epochs + 1))
+    design = np.stack([np.ones_like(x), x], axis=1)
+    coef = np.linalg.lstsq(design, accuracy[:, :epochs].T, rcond=None)[0]
+    return coef[0] + coef[1] * math.log(horizon)
+
+
 def print_rank_settling(table: Table) -> None:
     """Spearman correlation, over the table's configs, of each epoch's PublicTest accuracy (and
-    loss) with the final epoch's accuracy: where a rung can judge what the horizon delivers."""
+    loss, and the accuracy extrapolated to the horizon) with the final epoch's accuracy: where a
+    rung can judge what the horizon delivers, and whether extrapolating helps it."""
     from scipy.stats import spearmanr
 
-    print("\n| epoch | Spearman(accuracy at epoch, final accuracy) | Spearman(-loss at epoch, final accuracy) |")
-    print("|---|---|---|")
+    print("\n| epoch | Spearman(accuracy at epoch, final accuracy) | Spearman(-loss at epoch, final "
+          "accuracy) | Spearman(accuracy extrapolated to the horizon, final accuracy) |")
+    print("|---|---|---|---|")
     for e in range(table.horizon - 1):
         acc = spearmanr(table.accuracy[:, e], table.final).statistic
         loss = spearmanr(-table.loss[:, e], table.final).statistic
-        print(f"| {e + 1} | {acc:.2f} | {loss:.2f} |")
+        fitted = "-"
+        if e >= 1:
+            guess = log_fit_to_horizon(table.accuracy, e + 1, table.horizon)
+            fitted = f"{spearmanr(guess, table.final).statistic:.2f}"
+        print(f"| {e + 1} | {acc:.2f} | {loss:.2f} | {fitted} |")
 
 
 def plot(curves: dict, units: np.ndarray, best: float, target: float, path: str) -> None:

@@ -340,7 +340,7 @@ def finish_experiment(space, data, experiment: Path, results, *, command: str, s
     folder = ExperimentFolder(experiment)
     table = trials_table(results, space)
     _write_trials_csv(folder, table)
-    top, front = _pick_retrained(space, table, folder)
+    top, front = _pick_retrained(space, table, folder, ended_by)
     pareto = bool(space.retrain.pareto) and front is not None and not front.empty
     winner, best_config = top[0]
     kept = folder.keep_earlier_retrain()
@@ -399,16 +399,40 @@ def _write_trials_csv(folder: ExperimentFolder, table: pd.DataFrame) -> None:
     written.to_csv(folder.trials_csv, index=False)
 
 
-def _pick_retrained(space, table: pd.DataFrame, folder: ExperimentFolder):
+def nothing_to_retrain(table: pd.DataFrame, ended_by: str) -> str:
+    """Why no trial can be retrained, in one line: each failure's reason, or, where none failed,
+    that the search ended before any trial finished an epoch (a time budget too short for one).
+
+    Example:
+        >>> import pandas as pd
+        >>> cut = pd.DataFrame({"trial_id": ["a1", "b2"], "status": ["stopped_early"] * 2,
+        ...                     "error": ["", ""]})
+        >>> print(nothing_to_retrain(cut, "its 0.3-minute time budget"))  # doctest: +NORMALIZE_WHITESPACE
+        no trial finished an epoch before the search ended (its 0.3-minute time budget; 2 trials
+        started), nothing to retrain: give the search more time (search.time_budget_minutes)
+    """
+    if (table["status"] != FAILED).all():
+        hint = (": give the search more time (search.time_budget_minutes)"
+                if "time budget" in ended_by else "")
+        started = f"{len(table)} trial{'s' if len(table) != 1 else ''} started"
+        return (f"no trial finished an epoch before the search ended ({ended_by or 'its end'}; "
+                f"{started}), nothing to retrain{hint}")
+    reasons = "; ".join(f"{r.trial_id}: {r.error or 'stopped before its first epoch'}"
+                        for r in table.itertuples())
+    noun = "trial" if len(table) == 1 else "trials"
+    failed = int((table["status"] == FAILED).sum())
+    what = f"all {len(table)} {noun} failed" if failed == len(table) else \
+        f"{failed} of {len(table)} {noun} failed, the others before their first epoch"
+    return f"{what}, nothing to retrain ({reasons})"
+
+
+def _pick_retrained(space, table: pd.DataFrame, folder: ExperimentFolder, ended_by: str = ""):
     """The configs to retrain, best first, as (row, config) pairs: the winner by the first
     objective on PublicTest (best epoch of each trial, among trials meeting the constraints),
     then the next distinct top-k configs or Pareto points; and the Pareto front (or None)."""
     ok = table[table["status"] != FAILED]
     if ok.empty or ok["best_val_accuracy"].isna().all():
-        reasons = "; ".join(f"{r.trial_id}: {r.error}" for r in table.itertuples())
-        noun = "trial" if len(table) == 1 else "trials"
-        raise AllTrialsFailed(f"all {len(table)} {noun} failed, nothing to retrain ({reasons}); "
-                              f"see {folder.trials_csv}")
+        raise AllTrialsFailed(nothing_to_retrain(table, ended_by) + f"; see {folder.trials_csv}")
     if space.constraints:  # a trial that breaks a constraint is never the winner
         ok = ok[feasible_mask(ok)]
         if ok.empty:
