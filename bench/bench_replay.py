@@ -18,6 +18,8 @@ points of the table's best final accuracy, and that budget against random search
 ``--plot`` draws the anytime curves; ``--csv`` writes every (strategy, replay, budget) point.
 ``--plateau N ...`` also replays ``search.plateau_trials`` (the real ``search.plateau.PlateauStop``,
 fed as Tune feeds it): the budget it saves and the accuracy it costs.
+``random+oracle@E`` (not in the default list) screens random proposals at epoch E with each
+config's final accuracy known: the bound of any model-free early stopping at that epoch.
 
 Not replayed: PBT and PB2, which change a trial's hyperparameters while it trains; a table of
 fixed-configuration curves has no curve for the mixture.
@@ -109,16 +111,17 @@ class Nearest:
 class Strategy:
     name: str
     sampler: str
-    scheduler: Callable[[int, int], object] | None   # (horizon, seed) -> a Ray scheduler, or None
+    scheduler: Callable[["Table", int], object] | None   # (table, seed) -> a scheduler, or None
     default_first: bool = False   # the space's default configuration as trial 1, as search.run does
     epochs: int | None = None     # every trial ends (finished) after this many epochs
     told_at: int | None = None    # the study learns each trial's accuracy at this epoch (below)
 
 
 def asha(grace: int = 1, rf: int = 3, brackets: int = 1, metric: str = METRIC):
-    def build(horizon: int, seed: int):
+    def build(table: Table, seed: int):
         from ray.tune.schedulers import AsyncHyperBandScheduler
 
+        horizon = table.horizon
         np.random.seed(seed)  # Ray draws a trial's bracket from numpy's global RNG
         return AsyncHyperBandScheduler(time_attr="training_iteration", metric=metric,
                                        mode="max" if metric == METRIC else "min", max_t=horizon,
@@ -126,6 +129,31 @@ def asha(grace: int = 1, rf: int = 3, brackets: int = 1, metric: str = METRIC):
                                        brackets=brackets)
     return build
 
+
+
+def oracle(rung: int, gap_pt: float = 1.0):
+    """Not a strategy anyone can run: a screen that knows each config's final accuracy. At epoch
+    ``rung`` it stops every trial whose config finishes more than ``gap_pt`` under the table's
+    best and lets the rest run to the horizon. With random proposals it bounds what any
+    model-free early stopping at that epoch can reach: its budget is the proposals' cost alone."""
+    def build(table: Table, seed: int):
+        from ray.tune.schedulers import TrialScheduler
+
+        good = table.final >= table.final.max() - gap_pt / 100 - 1e-12
+
+        class OracleScreen:
+            def on_trial_add(self, *_):
+                pass
+
+            def on_trial_complete(self, *_):
+                pass
+
+            def on_trial_result(self, _runner, _trial, result):
+                if result["training_iteration"] == rung and not good[result["table_row"]]:
+                    return TrialScheduler.STOP
+                return TrialScheduler.CONTINUE
+        return OracleScreen()
+    return build
 
 STRATEGIES = {s.name: s for s in [
     Strategy("random", "random", None),
@@ -156,8 +184,13 @@ STRATEGIES = {s.name: s for s in [
     Strategy("tpe@3", "tpe", None, epochs=3),
     Strategy("tpe@4", "tpe", None, epochs=4),
     Strategy("gp+asha", "gp", asha()),   # a Gaussian process: ~100x TPE's cost per proposal
+    # Bounds, not strategies: random proposals screened by an oracle at epoch 1, 2 or 3 (above).
+    Strategy("random+oracle@1", "random", oracle(1)),
+    Strategy("random+oracle@2", "random", oracle(2)),
+    Strategy("random+oracle@3", "random", oracle(3)),
 ]}
-DEFAULT_STRATEGIES = [name for name in STRATEGIES if name != "gp+asha"]
+DEFAULT_STRATEGIES = [name for name in STRATEGIES
+                      if name != "gp+asha" and "oracle" not in name]
 
 
 # --- one replay --------------------------------------------------------------------------------
@@ -210,7 +243,7 @@ def replay(strategy: Strategy, space: SearchSpace, table: Table, nearest: Neares
                               points_to_evaluate=first,
                               **(dict(study_name="fer-search", storage=storage)
                                  if storage is not None else {}))
-    scheduler = strategy.scheduler(table.horizon, seed) if strategy.scheduler else None
+    scheduler = strategy.scheduler(table, seed) if strategy.scheduler else None
     events: list[tuple[float, int, str]] = []
     running: dict[str, tuple[int, int]] = {}   # trial id -> (table row, epochs done)
     incumbent: list[tuple[float, float]] = []  # (time, final accuracy of the pick)
@@ -243,7 +276,7 @@ def replay(strategy: Strategy, space: SearchSpace, table: Table, nearest: Neares
         row, done = running[trial_id]
         epoch = done + 1
         result = {"training_iteration": epoch, METRIC: float(table.accuracy[row, done]),
-                  "val_loss": float(table.loss[row, done])}
+                  "val_loss": float(table.loss[row, done]), "table_row": row}
         if result[METRIC] > best_seen:
             best_seen = result[METRIC]
             incumbent.append((now, float(table.final[row])))
