@@ -408,21 +408,21 @@ def nothing_to_retrain(table: pd.DataFrame, ended_by: str) -> str:
         >>> cut = pd.DataFrame({"trial_id": ["a1", "b2"], "status": ["stopped_early"] * 2,
         ...                     "error": ["", ""]})
         >>> print(nothing_to_retrain(cut, "its 0.3-minute time budget"))  # doctest: +NORMALIZE_WHITESPACE
-        no trial finished an epoch before the search ended (its 0.3-minute time budget; 2 trials
-        started), nothing to retrain: give the search more time (search.time_budget_minutes)
+        no trial finished an epoch before the search ended (its 0.3-minute time budget): 2 trials
+        started, nothing to retrain; give the search more time (search.time_budget_minutes)
     """
     if (table["status"] != FAILED).all():
-        hint = (": give the search more time (search.time_budget_minutes)"
+        when = f" before the search ended ({ended_by})" if ended_by else ""
+        hint = ("; give the search more time (search.time_budget_minutes)"
                 if "time budget" in ended_by else "")
         started = f"{len(table)} trial{'s' if len(table) != 1 else ''} started"
-        return (f"no trial finished an epoch before the search ended ({ended_by or 'its end'}; "
-                f"{started}), nothing to retrain{hint}")
+        return f"no trial finished an epoch{when}: {started}, nothing to retrain{hint}"
     reasons = "; ".join(f"{r.trial_id}: {r.error or 'stopped before its first epoch'}"
                         for r in table.itertuples())
     noun = "trial" if len(table) == 1 else "trials"
     failed = int((table["status"] == FAILED).sum())
     what = f"all {len(table)} {noun} failed" if failed == len(table) else \
-        f"{failed} of {len(table)} {noun} failed, the others before their first epoch"
+        f"{failed} of {len(table)} {noun} failed, the others stopped before their first epoch"
     return f"{what}, nothing to retrain ({reasons})"
 
 
