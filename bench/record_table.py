@@ -16,6 +16,10 @@ training loss and seconds: metrics only, no pixels.
     .venv/bin/python bench/record_table.py --rerun-from bench/fer-table.jsonl --pick 6 \\
         --train-size 0 --public-size 0 --epochs 10 --out bench/fer-table-full.jsonl
     .venv/bin/python bench/record_table.py --compare bench/fer-table.jsonl bench/fer-table-full.jsonl
+    # the table's best few on the full data too (--resume skips those already there):
+    .venv/bin/python bench/record_table.py --rerun-from bench/fer-table.jsonl --top 7 --resume \
+        --backbones resnet10t resnet18 --train-size 0 --public-size 0 --epochs 10 \
+        --out bench/fer-table-full.jsonl
 
 The schedule (cosine) spans ``--epochs``, so epoch e of a curve is not a run of e epochs: the
 replay reads the curve as a trial that ASHA or Hyperband stopped at epoch e, which is what it is.
@@ -135,6 +139,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rerun-from", help="train configs of this table instead of proposing")
     parser.add_argument("--pick", type=int, default=6,
                         help="--rerun-from: this many configs spread over its final accuracies")
+    parser.add_argument("--top", type=int, default=0,
+                        help="--rerun-from: its this many best configs by final accuracy, not "
+                             "--pick spread ones (does the fidelity order the top few?)")
     parser.add_argument("--compare", nargs=2, metavar=("LOW", "FULL"),
                         help="no training: Spearman correlation of the configs both tables hold, "
                              "final PublicTest accuracy at LOW's fidelity against FULL's")
@@ -152,8 +159,11 @@ def main(argv=None) -> int:
         rows = sorted((r for r in rows if r["epochs"] and (not args.backbones or
                                                           r["config"]["backbone"] in args.backbones)),
                       key=lambda r: r["epochs"][-1]["val_accuracy"])
-        step = max(1, (len(rows) - 1) / max(args.pick - 1, 1))
-        chosen = [rows[min(round(i * step), len(rows) - 1)] for i in range(args.pick)]
+        if args.top:
+            chosen = rows[-args.top:]
+        else:
+            step = max(1, (len(rows) - 1) / max(args.pick - 1, 1))
+            chosen = [rows[min(round(i * step), len(rows) - 1)] for i in range(args.pick)]
         configs = {r["index"]: r["config"] for r in chosen}
     else:
         configs = dict(enumerate(propose(args.space, args.configs, args.seed)))
