@@ -19,7 +19,7 @@ points of the table's best final accuracy, and that budget against random search
 ``--plateau N ...`` also replays ``search.plateau_trials`` (the real ``search.plateau.PlateauStop``,
 fed as Tune feeds it): the budget it saves and the accuracy it costs.
 ``random+oracle@E`` (not in the default list) screens random proposals at epoch E with each
-config's final accuracy known: the bound of any model-free early stopping at that epoch.
+config's final accuracy known: a reference point for early stopping at that epoch.
 
 Not replayed: PBT and PB2, which change a trial's hyperparameters while it trains; a table of
 fixed-configuration curves has no curve for the mixture.
@@ -130,16 +130,19 @@ def asha(grace: int = 1, rf: int = 3, brackets: int = 1, metric: str = METRIC):
     return build
 
 
+ORACLE_GAP_PT = 1.0   # the oracle's "good": within this of the table's best (--gap must match)
 
-def oracle(rung: int, gap_pt: float = 1.0):
+
+def oracle(rung: int):
     """Not a strategy anyone can run: a screen that knows each config's final accuracy. At epoch
-    ``rung`` it stops every trial whose config finishes more than ``gap_pt`` under the table's
-    best and lets the rest run to the horizon. With random proposals it bounds what any
-    model-free early stopping at that epoch can reach: its budget is the proposals' cost alone."""
-    def build(table: Table, seed: int):
+    ``rung`` it stops every trial whose config finishes more than ORACLE_GAP_PT under the table's
+    best and lets the rest run to the horizon. With random proposals its budget is what the
+    proposals cost until a good config is drawn and trained: a reference point for what early
+    stopping at that epoch could reach with a perfect ranking."""
+    def build(table: Table, _seed: int):
         from ray.tune.schedulers import TrialScheduler
 
-        good = table.final >= table.final.max() - gap_pt / 100 - 1e-12
+        good = table.final >= table.final.max() - ORACLE_GAP_PT / 100 - 1e-12
 
         class OracleScreen:
             def on_trial_add(self, *_):
@@ -152,8 +155,10 @@ def oracle(rung: int, gap_pt: float = 1.0):
                 if result["training_iteration"] == rung and not good[result["table_row"]]:
                     return TrialScheduler.STOP
                 return TrialScheduler.CONTINUE
+
         return OracleScreen()
     return build
+
 
 STRATEGIES = {s.name: s for s in [
     Strategy("random", "random", None),
@@ -184,7 +189,7 @@ STRATEGIES = {s.name: s for s in [
     Strategy("tpe@3", "tpe", None, epochs=3),
     Strategy("tpe@4", "tpe", None, epochs=4),
     Strategy("gp+asha", "gp", asha()),   # a Gaussian process: ~100x TPE's cost per proposal
-    # Bounds, not strategies: random proposals screened by an oracle at epoch 1, 2 or 3 (above).
+    # Reference points, not strategies: random proposals screened by an oracle at epoch 1, 2 or 3.
     Strategy("random+oracle@1", "random", oracle(1)),
     Strategy("random+oracle@2", "random", oracle(2)),
     Strategy("random+oracle@3", "random", oracle(3)),
@@ -344,6 +349,8 @@ def main(argv=None) -> int:
     parser.add_argument("--plateau-gain", type=float, default=0.0,
                         help="search.plateau_gain for --plateau (accuracy units)")
     args = parser.parse_args(argv)
+    if args.gap != ORACLE_GAP_PT and any("oracle" in name for name in args.strategies):
+        parser.error(f"the oracle strategies screen at {ORACLE_GAP_PT} pt: --gap must be that")
     import ray  # noqa: F401  (Ray's schedulers import it; no Ray runtime is started)
 
     table = Table.read(Path(args.table))

@@ -17,8 +17,8 @@ training loss and seconds: metrics only, no pixels.
         --train-size 0 --public-size 0 --epochs 10 --out bench/fer-table-full.jsonl
     .venv/bin/python bench/record_table.py --compare bench/fer-table.jsonl bench/fer-table-full.jsonl
     # the table's best few on the full data too (--resume skips those already there):
-    .venv/bin/python bench/record_table.py --rerun-from bench/fer-table.jsonl --top 7 --resume \
-        --backbones resnet10t resnet18 --train-size 0 --public-size 0 --epochs 10 \
+    .venv/bin/python bench/record_table.py --rerun-from bench/fer-table.jsonl --top 7 --resume \\
+        --backbones resnet10t resnet18 --train-size 0 --public-size 0 --epochs 10 \\
         --out bench/fer-table-full.jsonl
 
 The schedule (cosine) spans ``--epochs``, so epoch e of a curve is not a run of e epochs: the
@@ -123,6 +123,13 @@ def train_one(job: dict) -> dict:
             "seconds": round(time.time() - t0, 1)}
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -137,9 +144,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "bench" / "fer-table.jsonl"))
     parser.add_argument("--resume", action="store_true", help="skip configs already in --out")
     parser.add_argument("--rerun-from", help="train configs of this table instead of proposing")
-    parser.add_argument("--pick", type=int, default=6,
-                        help="--rerun-from: this many configs spread over its final accuracies")
-    parser.add_argument("--top", type=int, default=0,
+    parser.add_argument("--pick", type=positive, default=None,
+                        help="--rerun-from: this many configs spread over its final accuracies "
+                             "(default 6)")
+    parser.add_argument("--top", type=positive, default=None,
                         help="--rerun-from: its this many best configs by final accuracy, not "
                              "--pick spread ones (does the fidelity order the top few?)")
     parser.add_argument("--compare", nargs=2, metavar=("LOW", "FULL"),
@@ -149,6 +157,8 @@ def main(argv=None) -> int:
                         help="--rerun-from: pick among configs of these backbones only (the "
                              "full data makes a slow backbone's 10 epochs take half an hour)")
     args = parser.parse_args(argv)
+    if args.top and args.pick:
+        parser.error("--top and --pick choose the configs to rerun two ways: give one")
     if args.compare:
         return compare(*args.compare)
     from fer_models import load_fer2013
@@ -162,8 +172,9 @@ def main(argv=None) -> int:
         if args.top:
             chosen = rows[-args.top:]
         else:
-            step = max(1, (len(rows) - 1) / max(args.pick - 1, 1))
-            chosen = [rows[min(round(i * step), len(rows) - 1)] for i in range(args.pick)]
+            pick = args.pick or 6
+            step = max(1, (len(rows) - 1) / max(pick - 1, 1))
+            chosen = [rows[min(round(i * step), len(rows) - 1)] for i in range(pick)]
         configs = {r["index"]: r["config"] for r in chosen}
     else:
         configs = dict(enumerate(propose(args.space, args.configs, args.seed)))

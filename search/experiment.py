@@ -400,8 +400,9 @@ def _write_trials_csv(folder: ExperimentFolder, table: pd.DataFrame) -> None:
 
 
 def nothing_to_retrain(table: pd.DataFrame, ended_by: str) -> str:
-    """Why no trial can be retrained, in one line: each failure's reason, or, where none failed,
-    that the search ended before any trial finished an epoch (a time budget too short for one).
+    """Why no trial can be retrained, in one line: each failure's reason, and for the trials that
+    did not fail, that the search ended before they finished an epoch (with how to give them time,
+    where a time budget ended it).
 
     Example:
         >>> import pandas as pd
@@ -411,26 +412,31 @@ def nothing_to_retrain(table: pd.DataFrame, ended_by: str) -> str:
         no trial finished an epoch before the search ended (its 0.3-minute time budget): 2 trials
         started, nothing to retrain; give the search more time (search.time_budget_minutes)
     """
-    if (table["status"] != FAILED).all():
-        when = f" before the search ended ({ended_by})" if ended_by else ""
-        hint = ("; give the search more time (search.time_budget_minutes)"
-                if "time budget" in ended_by else "")
+    when = f" before the search ended ({ended_by})" if ended_by else ""
+    hint = ("; give the search more time (search.time_budget_minutes)"
+            if "time budget" in ended_by else "")
+    if table.empty:
+        return f"no trial started{when}, nothing to retrain{hint}"
+    failed = table["status"] == FAILED
+    if not failed.any():
         started = f"{len(table)} trial{'s' if len(table) != 1 else ''} started"
         return f"no trial finished an epoch{when}: {started}, nothing to retrain{hint}"
-    reasons = "; ".join(f"{r.trial_id}: {r.error or 'stopped before its first epoch'}"
+    reasons = "; ".join(f"{r.trial_id}: {r.error or 'no reason recorded'}"
+                        if r.status == FAILED else f"{r.trial_id}: no epoch{when}"
                         for r in table.itertuples())
     noun = "trial" if len(table) == 1 else "trials"
-    failed = int((table["status"] == FAILED).sum())
-    what = f"all {len(table)} {noun} failed" if failed == len(table) else \
-        f"{failed} of {len(table)} {noun} failed, the others stopped before their first epoch"
-    return f"{what}, nothing to retrain ({reasons})"
+    if failed.all():
+        return f"all {len(table)} {noun} failed, nothing to retrain ({reasons})"
+    rest = len(table) - int(failed.sum())
+    return (f"{int(failed.sum())} of {len(table)} {noun} failed and {rest} finished no epoch, "
+            f"nothing to retrain ({reasons}){hint}")
 
 
 def _pick_retrained(space, table: pd.DataFrame, folder: ExperimentFolder, ended_by: str = ""):
     """The configs to retrain, best first, as (row, config) pairs: the winner by the first
     objective on PublicTest (best epoch of each trial, among trials meeting the constraints),
     then the next distinct top-k configs or Pareto points; and the Pareto front (or None)."""
-    ok = table[table["status"] != FAILED]
+    ok = table[table["status"] != FAILED] if not table.empty else table
     if ok.empty or ok["best_val_accuracy"].isna().all():
         raise AllTrialsFailed(nothing_to_retrain(table, ended_by) + f"; see {folder.trials_csv}")
     if space.constraints:  # a trial that breaks a constraint is never the winner

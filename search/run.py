@@ -29,7 +29,7 @@ from .space import SpaceError, check_settings, load_space
 from .warm_start import WarmStartError, inherited_rows, load_warm_start
 from .weights import require_cached
 
-EXIT_ALL_FAILED = 3   # every trial failed: nothing to retrain
+EXIT_ALL_FAILED = 3   # nothing to retrain: every trial failed or finished no epoch
 EXIT_UNTESTED_LIBRARY = 4  # an installed Ray / Optuna changed what search.private_api relies on
 
 

@@ -63,7 +63,8 @@ def upgrade(raw: dict) -> dict:
             on_public = retrain.pop("train_on_public")
             if on_public:
                 retrain["params"] = {**(retrain.get("params") or {}), "train_on_public": True}
-        if isinstance(retrain.get("pareto"), bool) or "pareto_max" in retrain:
+        earlier_pareto, _ = RETYPED["retrain.pareto"]
+        if earlier_pareto(retrain.get("pareto")) or "pareto_max" in retrain:
             limit = retrain.pop("pareto_max", 5)
             retrain["pareto"] = limit if retrain.get("pareto") is True else 0
         if isinstance(retrain.get("params"), dict):

@@ -18,8 +18,9 @@ from search.experiment_folder import ExperimentFolder
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-BUDGET = 0.5  # minutes: 16 trials of 2 tiny epochs need more, so running trials are cut; under
-# three test processes on 2 cores 0.3 ended before the first epoch of any trial
+# Minutes: 16 trials of 2 tiny epochs need more, so running trials are cut; a first epoch still
+# fits with three test processes on 2 cores.
+BUDGET = 0.5
 
 
 @pytest.fixture(scope="module")
