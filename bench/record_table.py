@@ -20,6 +20,10 @@ training loss and seconds: metrics only, no pixels.
     .venv/bin/python bench/record_table.py --rerun-from bench/fer-table.jsonl --top 7 --resume \\
         --backbones resnet10t resnet18 --train-size 0 --public-size 0 --epochs 10 \\
         --out bench/fer-table-full.jsonl
+    # an ablation at both fidelities: config 0 with EMA, config 30 without, and both unchanged
+    .venv/bin/python bench/record_table.py --rerun-from bench/fer-table.jsonl --rows 0 30 \\
+        --set 0:ema_decay=0.999 30:ema_decay=0.0 --train-size 3000 --public-size 1500 \\
+        --epochs 10 --out bench/fer-ablation-ema.jsonl
 
 The schedule (cosine) spans ``--epochs``, so epoch e of a curve is not a run of e epochs: the
 replay reads the curve as a trial that ASHA or Hyperband stopped at epoch e, which is what it is.
@@ -117,10 +121,31 @@ def train_one(job: dict) -> dict:
         history, error = [], f"{type(e).__name__}: {e}"
     epochs = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in m.items() if k in KEPT}
               for m in history]
-    return {"index": job["index"], "config": job["config"], "epochs": epochs, "error": error,
+    return {"index": job["index"], "config": job["config"], "overrides": job["overrides"],
+            "epochs": epochs, "error": error,
             "fidelity": {"train_size": len(tr), "public_size": len(pu), "epochs": job["epochs"],
                          "data": Path(job["data"]).name},
             "seconds": round(time.time() - t0, 1)}
+
+
+def parse_overrides(items: list[str]) -> dict[int, dict]:
+    """``["0:ema_decay=0.999", ...]`` -> ``{0: {"ema_decay": 0.999}}`` (values read as YAML)."""
+    import yaml
+
+    out: dict[int, dict] = {}
+    for item in items:
+        index, sep, assignment = item.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not (sep and eq and index.strip().isdigit() and key.strip()):
+            raise ValueError(f"{item!r} is not I:KEY=VALUE")
+        out.setdefault(int(index), {})[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def run_key(row: dict) -> tuple[int, str]:
+    """What --resume counts as done: a config with the same overrides (an ablation of config I
+    is not config I)."""
+    return row["index"], json.dumps(row.get("overrides") or {}, sort_keys=True)
 
 
 def positive(text: str) -> int:
@@ -153,43 +178,60 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", nargs=2, metavar=("LOW", "FULL"),
                         help="no training: Spearman correlation of the configs both tables hold, "
                              "final PublicTest accuracy at LOW's fidelity against FULL's")
+    parser.add_argument("--rows", type=int, nargs="+",
+                        help="--rerun-from: these configs (their index in the table)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="I:KEY=VALUE",
+                        help="--rerun-from: change one value of config I before training it (an "
+                             "ablation: e.g. 0:ema_decay=0.999); the row records it as overrides")
     parser.add_argument("--backbones", nargs="+",
                         help="--rerun-from: pick among configs of these backbones only (the "
                              "full data makes a slow backbone's 10 epochs take half an hour)")
     args = parser.parse_args(argv)
-    if args.top and args.pick:
-        parser.error("--top and --pick choose the configs to rerun two ways: give one")
+    if sum(bool(x) for x in (args.top, args.pick, args.rows)) > 1:
+        parser.error("--top, --pick and --rows choose the configs to rerun three ways: give one")
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as e:
+        parser.error(f"--set: {e}")
     if args.compare:
         return compare(*args.compare)
-    from fer_models import load_fer2013
-
-    load_fer2013(args.data)  # parse once and cache before the workers read it
     if args.rerun_from:
         rows = [json.loads(line) for line in Path(args.rerun_from).read_text().splitlines() if line]
         rows = sorted((r for r in rows if r["epochs"] and (not args.backbones or
                                                           r["config"]["backbone"] in args.backbones)),
                       key=lambda r: r["epochs"][-1]["val_accuracy"])
-        if args.top:
+        if args.rows:
+            by_index = {r["index"]: r for r in rows}
+            missing = [i for i in args.rows if i not in by_index]
+            if missing:
+                parser.error(f"--rows: {missing} not among {args.rerun_from}'s trained configs")
+            chosen = [by_index[i] for i in args.rows]
+        elif args.top:
             chosen = rows[-args.top:]
         else:
             pick = args.pick or 6
             step = max(1, (len(rows) - 1) / max(pick - 1, 1))
             chosen = [rows[min(round(i * step), len(rows) - 1)] for i in range(pick)]
-        configs = {r["index"]: r["config"] for r in chosen}
+        configs = {r["index"]: {**r["config"], **overrides.get(r["index"], {})} for r in chosen}
     else:
         configs = dict(enumerate(propose(args.space, args.configs, args.seed)))
     out = Path(args.out)
     done = set()
     if args.resume and out.exists():
-        done = {json.loads(line)["index"] for line in out.read_text().splitlines() if line}
+        done = {run_key(json.loads(line)) for line in out.read_text().splitlines() if line}
     elif out.exists():
         sys.exit(f"error: {out} exists; --resume extends it, or give another --out")
     jobs = [{"index": i, "config": c, "data": args.data, "epochs": args.epochs,
-             "train_size": args.train_size, "public_size": args.public_size}
-            for i, c in configs.items() if i not in done]
+             "train_size": args.train_size, "public_size": args.public_size,
+             "overrides": overrides.get(i, {})}
+            for i, c in configs.items()
+            if run_key({"index": i, "overrides": overrides.get(i, {})}) not in done]
     print(f"{len(jobs)} configs to train ({len(done)} already in {out}), {args.epochs} epochs, "
           f"train {args.train_size or 'all'}, PublicTest {args.public_size or 'all'}, "
           f"{args.processes} at a time", flush=True)
+    from fer_models import load_fer2013
+
+    load_fer2013(args.data)  # parse once and cache before the workers read it
     t0 = time.time()
     with mp.get_context("spawn").Pool(args.processes) as pool, out.open("a") as f:
         for n, row in enumerate(pool.imap_unordered(train_one, jobs), 1):
