@@ -30,7 +30,6 @@ import argparse
 import heapq
 import json
 import math
-import statistics
 import sys
 import warnings
 from dataclasses import dataclass
@@ -115,6 +114,7 @@ class Strategy:
     default_first: bool = False   # the space's default configuration as trial 1, as search.run does
     epochs: int | None = None     # every trial ends (finished) after this many epochs
     told_at: int | None = None    # the study learns each trial's accuracy at this epoch (below)
+    reference: bool = False       # a yardstick no search can run (the oracle): never a default
 
 
 def asha(grace: int = 1, rf: int = 3, brackets: int = 1, metric: str = METRIC):
@@ -190,12 +190,12 @@ STRATEGIES = {s.name: s for s in [
     Strategy("tpe@4", "tpe", None, epochs=4),
     Strategy("gp+asha", "gp", asha()),   # a Gaussian process: ~100x TPE's cost per proposal
     # Reference points, not strategies: random proposals screened by an oracle at epoch 1, 2 or 3.
-    Strategy("random+oracle@1", "random", oracle(1)),
-    Strategy("random+oracle@2", "random", oracle(2)),
-    Strategy("random+oracle@3", "random", oracle(3)),
+    Strategy("random+oracle@1", "random", oracle(1), reference=True),
+    Strategy("random+oracle@2", "random", oracle(2), reference=True),
+    Strategy("random+oracle@3", "random", oracle(3), reference=True),
 ]}
-DEFAULT_STRATEGIES = [name for name in STRATEGIES
-                      if name != "gp+asha" and "oracle" not in name]
+DEFAULT_STRATEGIES = [name for name, s in STRATEGIES.items()
+                      if name != "gp+asha" and not s.reference]
 
 
 # --- one replay --------------------------------------------------------------------------------
@@ -349,7 +349,7 @@ def main(argv=None) -> int:
     parser.add_argument("--plateau-gain", type=float, default=0.0,
                         help="search.plateau_gain for --plateau (accuracy units)")
     args = parser.parse_args(argv)
-    if args.gap != ORACLE_GAP_PT and any("oracle" in name for name in args.strategies):
+    if args.gap != ORACLE_GAP_PT and any(STRATEGIES[name].reference for name in args.strategies):
         parser.error(f"the oracle strategies screen at {ORACLE_GAP_PT} pt: --gap must be that")
     import ray  # noqa: F401  (Ray's schedulers import it; no Ray runtime is started)
 

@@ -142,20 +142,15 @@ def parse_overrides(items: list[str]) -> dict[int, dict]:
     return out
 
 
-def run_key(row: dict) -> tuple[int, str]:
+def run_key(index: int, overrides: dict | None) -> tuple[int, str]:
     """What --resume counts as done: a config with the same overrides (an ablation of config I
     is not config I)."""
-    return row["index"], json.dumps(row.get("overrides") or {}, sort_keys=True)
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+    return index, json.dumps(overrides or {}, sort_keys=True)
 
 
 def main(argv=None) -> int:
+    from fer_models.cli import positive_int
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", default=str(REPO / "spaces" / "wide.yaml"))
@@ -169,10 +164,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "bench" / "fer-table.jsonl"))
     parser.add_argument("--resume", action="store_true", help="skip configs already in --out")
     parser.add_argument("--rerun-from", help="train configs of this table instead of proposing")
-    parser.add_argument("--pick", type=positive, default=None,
+    parser.add_argument("--pick", type=positive_int, default=None,
                         help="--rerun-from: this many configs spread over its final accuracies "
                              "(default 6)")
-    parser.add_argument("--top", type=positive, default=None,
+    parser.add_argument("--top", type=positive_int, default=None,
                         help="--rerun-from: its this many best configs by final accuracy, not "
                              "--pick spread ones (does the fidelity order the top few?)")
     parser.add_argument("--compare", nargs=2, metavar=("LOW", "FULL"),
@@ -218,14 +213,14 @@ def main(argv=None) -> int:
     out = Path(args.out)
     done = set()
     if args.resume and out.exists():
-        done = {run_key(json.loads(line)) for line in out.read_text().splitlines() if line}
+        done = {run_key(row["index"], row.get("overrides"))
+                for row in map(json.loads, filter(None, out.read_text().splitlines()))}
     elif out.exists():
         sys.exit(f"error: {out} exists; --resume extends it, or give another --out")
     jobs = [{"index": i, "config": c, "data": args.data, "epochs": args.epochs,
              "train_size": args.train_size, "public_size": args.public_size,
              "overrides": overrides.get(i, {})}
-            for i, c in configs.items()
-            if run_key({"index": i, "overrides": overrides.get(i, {})}) not in done]
+            for i, c in configs.items() if run_key(i, overrides.get(i)) not in done]
     print(f"{len(jobs)} configs to train ({len(done)} already in {out}), {args.epochs} epochs, "
           f"train {args.train_size or 'all'}, PublicTest {args.public_size or 'all'}, "
           f"{args.processes} at a time", flush=True)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import EXIT_BAD_INPUT, add_data_argument, error_line, prog, resolve_data_path
+from .cli import (EXIT_BAD_INPUT, add_data_argument, error_line, positive_int, prog,
+                  resolve_data_path)
 from .data import EMOTIONS, FER2013, NUM_PIXELS, DataError, Split, load_fer2013
 
 SPLITS = ("Training", "PublicTest", "PrivateTest")
@@ -184,14 +185,6 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _count(text: str) -> int:
-    """argparse type: an integer >= 1 (argparse turns the ValueError into exit 2)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog("fer_models.audit"),
@@ -201,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="results/audit",
                         help="folder for audit.json, duplicates.csv and contact_sheet.png "
                              "(default: results/audit)")
-    parser.add_argument("--per-class", type=_count, default=12, help="faces per class on the sheet")
+    parser.add_argument("--per-class", type=positive_int, default=12, help="faces per class on the sheet")
     parser.add_argument("--json", action="store_true", help="print audit.json instead of tables")
     args = parser.parse_args(argv)
     try:

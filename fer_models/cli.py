@@ -28,7 +28,7 @@ DATA_ENV = "FER2013_CSV"
 DEFAULT_DATA = Path("data/fer2013.csv")
 
 __all__ = ["EXIT_BAD_INPUT", "DATA_ENV", "DEFAULT_DATA", "prog", "add_data_argument",
-           "resolve_data_path"]
+           "positive_int", "resolve_data_path"]
 
 
 def prog(module: str) -> str:
@@ -49,6 +49,14 @@ def _console_scripts(module: str) -> set[str]:
     from importlib.metadata import entry_points
 
     return {ep.name for ep in entry_points(group="console_scripts") if ep.value == f"{module}:main"}
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the error into a usage line and exit 2)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
 
 
 def add_data_argument(parser: argparse.ArgumentParser, what: str = "") -> None:
