@@ -9,7 +9,7 @@ ARGS ?=
 # pytest-xdist workers (0: none; more on a bigger machine, e.g. TEST_WORKERS=8). A file's tests
 # share a worker (--dist loadgroup and tests/conftest.py), so a module's shared search runs once,
 # and the smoke search's users share one; groups holding a real search are handed out first
-# (--no-loadscope-reorder keeps that order). On 2 cores (AMD EPYC): 5 min 46 s to 7 min 07 s
+# (--no-loadscope-reorder keeps that order). On 2 cores (AMD EPYC): 5 min 28 s to 7 min 07 s
 # with two workers, the cores ~90% busy; one process leaves them ~40% idle (a search waits on
 # Ray's start-up and its trial processes): 11 min 07 s, with slightly larger test searches.
 TEST_WORKERS ?= 2
