@@ -174,6 +174,10 @@ STRATEGIES = {s.name: s for s in [
     Strategy("random+asha@3/rf5", "random", asha(grace=3, rf=5)),
     Strategy("random+asha@2/rf5", "random", asha(grace=2, rf=5)),
     Strategy("random+asha@2/rf8", "random", asha(grace=2, rf=8)),
+    # The same first rung with more trials past it, and a first rung where ranks have settled.
+    Strategy("random+asha@2/rf2", "random", asha(grace=2, rf=2)),
+    Strategy("random+asha@2/rf3", "random", asha(grace=2, rf=3)),
+    Strategy("random+asha@4/rf5", "random", asha(grace=4, rf=5)),
     Strategy("random+hyperband@2/rf5", "random", asha(grace=2, rf=5, brackets=2)),
     # BOHB's remedy for the pruned-trial ranking (TPE ranks any trial that went further above
     # every pruned one): the model learns every trial at one budget all of them reach, ASHA's

@@ -25,6 +25,7 @@ from ray.tune import Callback
 
 from .experiment_folder import COMPLETED, FAILED, STOPPED_EARLY
 from .trainable import FINISHED_KEY
+from .trial_names import trial_number
 
 PROGRESS_EVERY_S = 30.0
 
@@ -62,22 +63,24 @@ def _minutes(seconds: float) -> str:
 class ConsoleCallback(Callback):
     """Trial events and progress as plain lines. ``scheduler``: a ResumableASHA whose
     ``decisions`` are printed as rung lines; ``max_epochs``, ``num_samples`` and
-    ``time_budget_s`` drive the estimate of what is left."""
+    ``time_budget_s`` drive the estimate of what is left; ``searched`` names the keys a
+    trial's line prints, ``default`` the space's default configuration, whose line says so."""
 
     def __init__(self, *, metric: str, mode: str, num_samples: int, max_epochs: int,
                  scheduler=None, time_budget_s: float | None = None, searched=None,
-                 print_fn=None,
+                 default: dict | None = None, print_fn=None,
                  progress_every_s: float = PROGRESS_EVERY_S):
         self.metric, self.mode = metric, mode
         self.num_samples, self.max_epochs = num_samples, max_epochs
         self.scheduler, self.time_budget_s = scheduler, time_budget_s
         self.searched = None if searched is None else list(searched)  # None: print every key
+        self.default = default   # the space's default configuration: its trial says so
         self.print = print_fn or print_line
         self.every = progress_every_s
         self.start = time.time()
         self.last_progress = 0.0
         self.last_text = ""
-        self.order: dict[str, int] = {}        # trial id -> the order it started in
+        self.order: dict[str, int] = {}        # trial id -> its number (trial_names.trial_number)
         self.best: dict[str, float] = {}       # trial id -> best metric so far
         self.epochs: dict[str, int] = {}
         self.started_at: dict[str, float] = {}
@@ -85,13 +88,17 @@ class ConsoleCallback(Callback):
 
     # --- events ---------------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.order.setdefault(trial.trial_id, len(self.order) + 1)
+        # The creation counter the trial's folder and TensorBoard run are named by (the space's
+        # default is 1); with several trials starting at once, Ray may start them out of order.
+        self.order.setdefault(trial.trial_id, trial_number(trial) or len(self.order) + 1)
         self.started_at.setdefault(trial.trial_id, time.time())
         config = dict(trial.evaluated_params or trial.config)
         if self.searched is not None:  # the fixed values are the same for every trial
             config = {k: v for k, v in config.items() if k in self.searched}
+        is_default = bool(self.default) and all(config.get(k) == v for k, v in self.default.items())
         self.print(f"trial {self.order[trial.trial_id]}/{self.num_samples} {trial.trial_id} "
-                   f"started: {format_config(config)}")
+                   f"started: {format_config(config)}"
+                   + (" (the space's default)" if is_default else ""))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         value = result.get(self.metric)

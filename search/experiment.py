@@ -205,7 +205,8 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
             metric=space.metric, mode=space.mode, num_samples=space.search.num_samples,
             max_epochs=space.max_epochs, scheduler=scheduler,
             time_budget_s=space.search.time_budget_minutes * 60 or None,
-            searched=[name for name, p in space.params.items() if p.searched]))
+            searched=[name for name, p in space.params.items() if p.searched],
+            default=space.default_config()))
     if plateau is not None:  # a Callback to see trials finish, a Stopper to end the search
         callbacks.append(plateau)
     callbacks.append(ReleaseEndedTrials())  # staging keeps only running trials (staging.py)

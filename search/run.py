@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     # trained side by side, would read as repeats and all but one be hidden. (Read when ray is
     # first imported, which is just below.)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Ray colours the "(retrain_one pid=...)" prefix of workers' lines: escape codes in a log file.
+    if not sys.stdout.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     from .private_api import check as check_private_api
 
     changed = check_private_api()

@@ -44,6 +44,24 @@ def test_a_trial_lifecycle_in_lines():
                      r"best 0\.5200 \(aaaa\)", lines[-1]), lines[-1]
 
 
+def test_trials_are_numbered_as_their_folders_are_not_as_they_happened_to_start():
+    cb, lines = console()
+    first, second = trial("aaaa", lr=0.001), trial("bbbb", lr=0.01)
+    first.experiment_tag, second.experiment_tag = "1_lr=0.001", "2_lr=0.01"
+    cb.on_trial_start(0, [first, second], second)   # Ray started the second-created one first
+    cb.on_trial_start(0, [first, second], first)
+    assert lines == ["trial 2/4 bbbb started: lr=0.01", "trial 1/4 aaaa started: lr=0.001"]
+
+
+def test_the_default_configurations_trial_says_so():
+    cb, lines = console(searched=["lr", "crop"], default={"lr": 0.001, "crop": 0})
+    for tid, lr in (("aaaa", 0.001), ("bbbb", 0.01)):
+        t = trial(tid, lr=lr, crop=0, epochs=3)
+        cb.on_trial_start(0, [t], t)
+    assert lines == ["trial 1/4 aaaa started: lr=0.001 crop=0 (the space's default)",
+                     "trial 2/4 bbbb started: lr=0.01 crop=0"]
+
+
 def test_rung_lines_for_a_minimised_metric_point_the_other_way():
     scheduler = SimpleNamespace(decisions=[RungDecision("c", 2, 1.2, 1.1, True, "val_loss", "min"),
                                            RungDecision("d", 2, 1.0, 1.1, False, "val_loss", "min")])

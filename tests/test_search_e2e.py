@@ -43,11 +43,17 @@ def test_console_has_one_line_per_trial_event_and_none_of_rays(smoke_run):
     proc, exp = smoke_run
     out = proc.stdout
     trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
+    folders = ExperimentFolder(exp).trial_dirs(trials.trial_id)
     for row in trials.itertuples():
-        assert re.search(rf"^trial \d/4 {row.trial_id} started: lr=", out, re.M), row.trial_id
+        # numbered as its folder (and TensorBoard run) is
+        number = ExperimentFolder.trial_counter(folders[row.trial_id], row.trial_id)
+        assert re.search(rf"^trial {number}/4 {row.trial_id} started: lr=", out, re.M), \
+            (row.trial_id, folders[row.trial_id].name)
         ended = r"stopped early after \d epoch\(s\)" if row.status == "stopped_early" else "completed"
         assert re.search(rf"^trial {row.trial_id} {ended}: PublicTest val_accuracy 0\.\d{{4}}",
                          out, re.M), (row.trial_id, row.status)
+    # the space's default runs first, and its line says so
+    assert re.findall(r"^trial (\d+)/4 \w+ started: .*\(the space's default\)$", out, re.M) == ["1"]
     # every ASHA stop is announced at its rung, with the bar it missed
     for tid in trials[trials.status == "stopped_early"].trial_id:
         assert re.search(rf"^trial {tid} rung 1 \(epoch 1\): val_accuracy 0\.\d+ < cutoff "
@@ -55,6 +61,7 @@ def test_console_has_one_line_per_trial_event_and_none_of_rays(smoke_run):
     assert re.search(r"^\[\d+\.\d min\] 4 done \(\d stopped early\), 0 running, 0 failed, "
                      r"0 to start; best 0\.\d{4}", out, re.M)
     assert re.search(r"\[retrain .*epoch   1/1 ", out)  # the retrain's per-epoch line
+    assert "\x1b[" not in out, "terminal escape codes in a piped console"  # Ray's coloured prefix
     both = out + proc.stderr
     assert "driver_artifacts" not in both and "To visualize your results" not in both
     assert "Trial status:" not in both  # Ray's trial table: only with --verbose 2
