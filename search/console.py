@@ -24,6 +24,7 @@ import time
 from ray.tune import Callback
 
 from .experiment_folder import COMPLETED, FAILED, STOPPED_EARLY
+from .space import holds_default
 from .trainable import FINISHED_KEY
 from .trial_names import trial_number
 
@@ -95,7 +96,7 @@ class ConsoleCallback(Callback):
         config = dict(trial.evaluated_params or trial.config)
         if self.searched is not None:  # the fixed values are the same for every trial
             config = {k: v for k, v in config.items() if k in self.searched}
-        is_default = bool(self.default) and all(config.get(k) == v for k, v in self.default.items())
+        is_default = holds_default(config, self.default or {})
         self.print(f"trial {self.order[trial.trial_id]}/{self.num_samples} {trial.trial_id} "
                    f"started: {format_config(config)}"
                    + (" (the space's default)" if is_default else ""))

@@ -200,18 +200,18 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
     # Ray's TBX logger replaced (tbx_callback.py); its CSV and JSON loggers named here (Tune
     # would append them last) so that ReleaseEndedTrials, last, sees a trial's files closed.
     callbacks = [SearchTBXLoggerCallback(), CSVLoggerCallback(), JsonLoggerCallback()]
+    searched = [name for name, p in space.params.items() if p.searched]
+    default = space.default_config()
     if verbose >= 1:
         callbacks.append(ConsoleCallback(
             metric=space.metric, mode=space.mode, num_samples=space.search.num_samples,
             max_epochs=space.max_epochs, scheduler=scheduler,
             time_budget_s=space.search.time_budget_minutes * 60 or None,
-            searched=[name for name, p in space.params.items() if p.searched],
-            default=space.default_config()))
+            searched=searched, default=default))
     if plateau is not None:  # a Callback to see trials finish, a Stopper to end the search
         callbacks.append(plateau)
     callbacks.append(ReleaseEndedTrials())  # staging keeps only running trials (staging.py)
-    namer = trial_namer([name for name, p in space.params.items() if p.searched],
-                        space.default_config())
+    namer = trial_namer(searched, default)
     return tune.Tuner(
         build_trainable(space, data, resources, trial_fn),
         tune_config=tune.TuneConfig(

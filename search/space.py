@@ -131,6 +131,23 @@ class RetrainSettings:
         return bool(self.params.get("train_on_public", False))
 
 
+def holds_default(config: dict, default: dict) -> bool:
+    """Whether ``config`` holds every value of a (non-empty) ``default`` configuration, floats
+    to 1e-9.
+
+    >>> holds_default({"lr": 0.001 * (1 + 1e-12), "crop": 0, "epochs": 3}, {"lr": 0.001, "crop": 0})
+    True
+    >>> holds_default({"lr": 0.01, "crop": 0}, {"lr": 0.001, "crop": 0}), holds_default({}, {})
+    (False, False)
+    """
+    def same(a, b) -> bool:
+        if isinstance(a, float) or isinstance(b, float):
+            return isinstance(a, (int, float)) and isinstance(b, (int, float)) \
+                and math.isclose(a, b, rel_tol=1e-9)
+        return a == b
+    return bool(default) and all(same(config.get(k), v) for k, v in default.items())
+
+
 @dataclass
 class SearchSpace:
     path: Path
@@ -185,14 +202,8 @@ class SearchSpace:
         return config
 
     def is_default(self, config: dict) -> bool:
-        """Whether a trial's ``config`` is :meth:`default_config` (floats to 1e-9)."""
-        def same(a, b) -> bool:
-            if isinstance(a, float) or isinstance(b, float):
-                return isinstance(a, (int, float)) and isinstance(b, (int, float)) \
-                    and math.isclose(a, b, rel_tol=1e-9)
-            return a == b
-        default = self.default_config()
-        return bool(default) and all(same(config.get(k), v) for k, v in default.items())
+        """Whether a trial's ``config`` is :meth:`default_config` (:func:`holds_default`)."""
+        return holds_default(config, self.default_config())
 
     def fixed(self) -> dict[str, Any]:
         return {k: p.value for k, p in self.params.items() if not p.searched}
