@@ -130,6 +130,7 @@ def asha(grace: int = 1, rf: int = 3, brackets: int = 1, metric: str = METRIC):
     return build
 
 
+BOOTSTRAP_RESAMPLES = 1000
 ORACLE_GAP_PT = 1.0   # the oracle's "good": within this of the table's best (--gap must match)
 
 
@@ -192,6 +193,12 @@ STRATEGIES = {s.name: s for s in [
     Strategy("random@3", "random", None, epochs=3),
     Strategy("tpe@3", "tpe", None, epochs=3),
     Strategy("tpe@4", "tpe", None, epochs=4),
+    # Proposals spread evenly (scrambled Sobol) rather than drawn independently.
+    Strategy("qmc", "qmc", None),
+    Strategy("qmc+asha@3", "qmc", asha(grace=3)),
+    Strategy("qmc+asha@3/rf5", "qmc", asha(grace=3, rf=5)),
+    Strategy("qmc+asha@2/rf5", "qmc", asha(grace=2, rf=5)),
+    Strategy("cmaes+asha@2/rf5", "cmaes", asha(grace=2, rf=5)),
     Strategy("gp+asha", "gp", asha()),   # a Gaussian process: ~100x TPE's cost per proposal
     # Reference points, not strategies: random proposals screened by an oracle at epoch 1, 2 or 3.
     Strategy("random+oracle@1", "random", oracle(1), reference=True),
@@ -247,8 +254,10 @@ def replay(strategy: Strategy, space: SearchSpace, table: Table, nearest: Neares
     if first is None and strategy.default_first:
         first = [space.default_config()]
     searcher_class = told_at_rung(strategy.told_at) if strategy.told_at else PrunedAwareOptunaSearch
-    searcher = searcher_class(space=space.suggest, metric=METRIC, mode="max",
-                              sampler=create_sampler(strategy.sampler, seed),
+    with warnings.catch_warnings():   # QMC's "experimental", once a replay
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = create_sampler(strategy.sampler, seed)
+    searcher = searcher_class(space=space.suggest, metric=METRIC, mode="max", sampler=sampler,
                               points_to_evaluate=first,
                               **(dict(study_name="fer-search", storage=storage)
                                  if storage is not None else {}))
@@ -328,6 +337,43 @@ def reach_budget(curve: np.ndarray, grid: np.ndarray, target: float) -> float:
     return float(grid[hit[0]]) if len(hit) else math.inf
 
 
+def first_reach(curves: np.ndarray, grid: np.ndarray, target: float) -> np.ndarray:
+    """``reach_budget`` of each row of ``curves`` (inf where a row never reaches ``target``)."""
+    hit = curves >= target
+    return np.where(hit.any(1), grid[hit.argmax(1)], math.inf)
+
+
+def bootstrap_reach(runs: np.ndarray, base: np.ndarray, grid: np.ndarray, target: float,
+                    resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[np.ndarray, np.ndarray]:
+    """90% bootstrap intervals, over replays, of the median curve's budget to reach ``target``
+    and of its ratio to ``base``'s (random search's). Replay ``s`` of every strategy draws with
+    seed ``s``, so both are resampled with the same replay indices (a paired bootstrap). The
+    median curve sits on a few distinct table accuracies, so where it crosses the target moves
+    by whole units between resamples: the interval says how far a table's figure can be read."""
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(runs), size=(resamples, len(runs)))
+
+    def reach_of(curves: np.ndarray) -> np.ndarray:   # 100 resamples at a time: bounded memory
+        return np.concatenate([first_reach(np.nanmedian(curves[chunk], axis=1), grid, target)
+                               for chunk in np.array_split(picks, max(1, resamples // 100))])
+
+    reach, base_reach = reach_of(runs), reach_of(base)
+    with np.errstate(invalid="ignore"):
+        ratio = reach / base_reach          # inf / inf: nan, left out of the interval
+    # Whole-grid quantiles (no interpolation between a finite budget and inf).
+    interval = np.quantile(reach, [0.05, 0.95], method="inverted_cdf")
+    ratio = ratio[~np.isnan(ratio)]
+    ratio_interval = (np.quantile(ratio, [0.05, 0.95], method="inverted_cdf") if len(ratio)
+                      else np.array([math.nan, math.nan]))
+    return interval, ratio_interval
+
+
+def interval_text(interval: np.ndarray) -> str:
+    """``1.25-2.00``; one value when both ends are the same (``never``: no resample reaches)."""
+    ends = ["never" if math.isinf(v) else "-" if math.isnan(v) else f"{v:.2f}" for v in interval]
+    return ends[0] if ends[0] == ends[1] else "-".join(ends)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -341,7 +387,11 @@ def main(argv=None) -> int:
                         help="simulated time, in full-horizon trainings of the table's mean config")
     parser.add_argument("--gap", type=float, default=1.0, help="points below the table's best")
     parser.add_argument("--plot", help="write the anytime curves here (PNG)")
-    parser.add_argument("--csv", help="write every (strategy, replay, budget) point here")
+    parser.add_argument("--plot-strategies", nargs="+", choices=list(STRATEGIES),
+                        help="the strategies the plot draws (default: all of --strategies)")
+    parser.add_argument("--csv", help="write each replay's anytime curve here: a row wherever the "
+                                      "pick's final accuracy changes (forward-fill to read it at "
+                                      "any budget)")
     parser.add_argument("--plateau", type=int, nargs="+", default=[],
                         help="also measure search.plateau_trials = N (each N given): the budget "
                              "it saves and the accuracy it costs, against the full --budget")
@@ -382,14 +432,25 @@ def main(argv=None) -> int:
                          share_reaching=np.mean([math.isfinite(r) for r in per_replay]),
                          **{f"median@{b}": float(np.interp(b, units, med)) for b in (4, 8, 16, args.budget)}))
         for seed, run in enumerate(runs):
-            points += [(name, seed, float(u), float(v)) for u, v in zip(units, run)]
+            # The pick's accuracy is a step function of the budget: keep its changes only.
+            changed = np.flatnonzero(~np.isnan(run) & (np.r_[np.nan, run[:-1]] != run))
+            points += [(name, seed, float(units[i]), float(run[i])) for i in changed]
     base = next((r["reach_units"] for r in rows if r["strategy"] == "random"), math.nan)
-    print(f"\n| strategy | budget to reach best - {args.gap} pt (median curve) | vs random | "
-          f"replays reaching it | median @4 | @8 | @16 | @{args.budget:g} |")
-    print("|---|---|---|---|---|---|---|---|")
+    units = grid * args.concurrency / unit
+    print(f"\n| strategy | budget to reach best - {args.gap} pt (median curve) | 90% interval | "
+          f"vs random | 90% interval | replays reaching it | median @4 | @8 | @16 | "
+          f"@{args.budget:g} |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = r["reach_units"] / base if math.isfinite(base) and math.isfinite(r["reach_units"]) else math.nan
-        print(f"| {r['strategy']} | {r['reach_units']:.2f} | {ratio:.2f} | {r['share_reaching']:.0%} | "
+        interval, ratio_interval = (bootstrap_reach(curves[r["strategy"]], curves["random"], units,
+                                                    target)
+                                    if "random" in curves else ([math.nan] * 2, [math.nan] * 2))
+        reach = "never" if math.isinf(r["reach_units"]) else f"{r['reach_units']:.2f}"
+        print(f"| {r['strategy']} | {reach} | {interval_text(np.asarray(interval))} | "
+              f"{'-' if math.isnan(ratio) else f'{ratio:.2f}'} | "
+              f"{interval_text(np.asarray(ratio_interval))} | "
+              f"{r['share_reaching']:.0%} | "
               + " | ".join(f"{r[k]:.4f}" for k in list(r)[3:]) + " |")
     if args.plateau:
         print_plateau(args, space, table, nearest, grid)
@@ -401,7 +462,9 @@ def main(argv=None) -> int:
         pd.DataFrame(points, columns=["strategy", "replay", "budget_units", "final_accuracy"]) \
             .to_csv(args.csv, index=False)
     if args.plot:
-        plot(curves, grid * args.concurrency / unit, best, target, args.plot)
+        shown = args.plot_strategies or args.strategies
+        plot({name: curves[name] for name in shown if name in curves},
+             grid * args.concurrency / unit, best, target, args.plot)
     return 0
 
 
@@ -529,7 +592,8 @@ def plot(curves: dict, units: np.ndarray, best: float, target: float, path: str)
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, runs in curves.items():
         q1, med, q3 = np.nanpercentile(runs, [25, 50, 75], axis=0)
-        line, = ax.plot(units, med, label=name, lw=2 if name in ("random", "tpe+asha") else 1.2)
+        line, = ax.plot(units, med, label=name, lw=2 if name in ("random", "tpe+asha") else 1.2,
+                        ls=":" if STRATEGIES[name].reference else "-")
         ax.fill_between(units, q1, q3, color=line.get_color(), alpha=0.08)
     ax.axhline(best, color="k", lw=0.8, ls=":", label="table's best")
     ax.axhline(target, color="k", lw=0.8, ls="--", label="best - 1 pt")

@@ -167,6 +167,28 @@ def first_points(space: SearchSpace, winner: dict | None = None) -> list[dict] |
     return points or None
 
 
+def build_scheduler(space: SearchSpace, experiment: Path) -> tuple[object, bool]:
+    """ASHA as the space sets it (its rungs saved for a resume), else FIFO; and whether the
+    scheduler carries its own metric.
+
+    Ray lets a scheduler have its own metric only when the TuneConfig names none: so the search
+    metric goes to the TuneConfig unless ASHA's rungs compare another one (or the searcher has
+    several objectives)."""
+    multi = space.multi_objective
+    asha = space.search.asha
+    if asha is None:
+        return FIFOScheduler(), multi
+    rung_metric = asha.rung_metric or space.metric
+    own_metric = rung_metric != space.metric or multi
+    scheduler = ResumableASHA(ExperimentFolder(experiment).asha_rungs,
+                              time_attr="training_iteration", max_t=space.max_epochs,
+                              grace_period=min(asha.grace_period, space.max_epochs),
+                              reduction_factor=asha.reduction_factor,
+                              **(dict(metric=rung_metric, mode=RUNG_METRICS[rung_metric])
+                                 if own_metric else {}))
+    return scheduler, own_metric
+
+
 def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: dict,
                 verbose: int = 1, trial_fn=train_trial, reuse_actors: bool = True,
                 plateau: PlateauStop | None = None, first: dict | None = None) -> tune.Tuner:
@@ -181,22 +203,7 @@ def build_tuner(space: SearchSpace, data: FER2013, experiment: Path, resources: 
         study_name=STUDY_NAME, storage=ExperimentFolder(experiment).study_storage(),
         constraints=space.constraints,
         points_to_evaluate=first_points(space, first))
-    # Ray lets a scheduler have its own metric only when the TuneConfig names none: so the
-    # search metric goes to the TuneConfig unless ASHA's rungs compare another one (or the
-    # searcher has several).
-    own_metric = multi
-    asha = space.search.asha
-    if asha is not None:
-        rung_metric = asha.rung_metric or space.metric
-        own_metric = rung_metric != space.metric or multi
-        scheduler = ResumableASHA(ExperimentFolder(experiment).asha_rungs,
-                                  time_attr="training_iteration", max_t=space.max_epochs,
-                                  grace_period=min(asha.grace_period, space.max_epochs),
-                                  reduction_factor=asha.reduction_factor,
-                                  **(dict(metric=rung_metric, mode=RUNG_METRICS[rung_metric])
-                                     if own_metric else {}))
-    else:
-        scheduler = FIFOScheduler()
+    scheduler, own_metric = build_scheduler(space, experiment)
     # Ray's TBX logger replaced (tbx_callback.py); its CSV and JSON loggers named here (Tune
     # would append them last) so that ReleaseEndedTrials, last, sees a trial's files closed.
     callbacks = [SearchTBXLoggerCallback(), CSVLoggerCallback(), JsonLoggerCallback()]

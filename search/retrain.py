@@ -147,73 +147,99 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
     metrics. ``ensemble``: the models are an ensemble (``ensemble/``, their averaged
     probabilities scored too); else each stands alone, scored once (``pareto/``: points of a
     Pareto front are alternatives, not members of one model)."""
-    from fer_models.checkpoint import save_model_bytes
-    from fer_models.ensemble import save_ensemble
-    from fer_models.evaluate import metrics_from_probs
-
     tasks = retrain_configs(space, configs, epochs)
-    resources = retrain_resources(len(tasks))
-    data_ref = ray.put(data)  # the only object that carries PrivateTest
     start = time.time()
-    refs = [retrain_one.options(**resources).remote(t, data_ref, resources["num_cpus"],
-                                                      space.retrain.tta) for t in tasks]
-    print(f"retraining {len(configs)} config(s), {len(refs)} run(s) of {tasks[0]['epochs']} epochs "
-          f"({resources['num_cpus']} CPU, {resources['num_gpus']} GPU each) ...", flush=True)
-    outs = ray.get(refs)
+    outs = _run_on_ray(tasks, data, space.retrain.tta, n_configs=len(configs))
     labels = np.asarray(data.private_test.labels)
-
-    def scores(out: dict) -> dict:
-        s = {"seed": out["seed"], "weights_epoch": out["weights_epoch"],
-             **_short(metrics_from_probs(out["probs"], labels))}
-        if "probs_tta" in out:
-            s["accuracy_tta"] = metrics_from_probs(out["probs_tta"], labels)["accuracy"]
-        return s
-
     # An earlier retrain's outputs were moved to earlier-retrains/ (finish_experiment).
     folder = ExperimentFolder(experiment)
-    # The winner (member-0) and its seeds: the single-model result, saved in model/.
     winner_runs = [(t, o) for t, o in zip(tasks, outs) if t["extra"]["member"] == "member-0"]
+    metrics = _single_model(folder, winner_runs, labels)
+    metrics["retrain_seconds"] = round(time.time() - start, 1)
+    members = ensemble_runs(list(zip(tasks, outs)), space.retrain.ensemble_seeds and ensemble)
+    if len(members) > 1:
+        member_info, ens = _save_members(folder, members, trial_ids or [None] * len(configs),
+                                         labels, ensemble)
+        if ensemble:
+            metrics["ensemble"] = ens
+        else:
+            metrics["alternatives"] = member_info
+    first_task, first = winner_runs[0]
+    return {"metrics": metrics, "epochs": first_task["epochs"],
+            "seeds": [o["seed"] for _, o in winner_runs], "history": first["history"]}
+
+
+def _run_on_ray(tasks: list[dict], data: FER2013, tta: bool, n_configs: int) -> list[dict]:
+    """Every retrain task at once on the cluster; their outcomes in the tasks' order."""
+    resources = retrain_resources(len(tasks))
+    data_ref = ray.put(data)  # the only object that carries PrivateTest
+    refs = [retrain_one.options(**resources).remote(t, data_ref, resources["num_cpus"], tta)
+            for t in tasks]
+    print(f"retraining {n_configs} config(s), {len(refs)} run(s) of {tasks[0]['epochs']} epochs "
+          f"({resources['num_cpus']} CPU, {resources['num_gpus']} GPU each) ...", flush=True)
+    return ray.get(refs)
+
+
+def _scores(out: dict, labels: np.ndarray) -> dict:
+    """One run's PrivateTest accuracy and macro-F1 (and TTA accuracy), with its seed and epoch."""
+    from fer_models.evaluate import metrics_from_probs
+
+    s = {"seed": out["seed"], "weights_epoch": out["weights_epoch"],
+         **_short(metrics_from_probs(out["probs"], labels))}
+    if "probs_tta" in out:
+        s["accuracy_tta"] = metrics_from_probs(out["probs_tta"], labels)["accuracy"]
+    return s
+
+
+def _single_model(folder: ExperimentFolder, winner_runs: list[tuple[dict, dict]],
+                  labels: np.ndarray) -> dict:
+    """The winner's runs (one per seed): its first seed saved as ``model/``, the metrics of that
+    model with the mean and sd over the seeds."""
+    from fer_models.checkpoint import save_model_bytes
+    from fer_models.evaluate import metrics_from_probs
+
     first_task, first = winner_runs[0]
     save_model_bytes(folder.model_dir, first["weights"], TrainConfig.from_dict(first_task))
     write_json(folder.history_json, first["history"])
-    per_seed = [scores(o) for _, o in winner_runs]
+    per_seed = [_scores(o, labels) for _, o in winner_runs]
     accs = [s["accuracy"] for s in per_seed]
     metrics = metrics_from_probs(first["probs"], labels)
     metrics.update(
         split="PrivateTest", seed=first["seed"], retrain_epochs=first_task["epochs"],
         accuracy_mean=statistics.fmean(accs),
         accuracy_sd=statistics.stdev(accs) if len(accs) > 1 else 0.0,
-        per_seed=per_seed,
-        retrain_seconds=round(time.time() - start, 1))
+        per_seed=per_seed)
     if "probs_tta" in first:
         metrics["tta"] = metrics_from_probs(first["probs_tta"], labels)
+    return metrics
 
-    # The ensemble: the first run of each config (and, with ensemble_seeds, every seed of the
-    # winner), probabilities averaged.
-    members = ensemble_runs(list(zip(tasks, outs)), space.retrain.ensemble_seeds and ensemble)
-    if len(members) > 1:
-        home = folder.ensemble_dir if ensemble else folder.pareto_dir
-        cfgs = [TrainConfig.from_dict(t) for t, _ in members]
-        names = [_member_name(t) for t, _ in members]
-        member_dirs = [save_model_bytes(home / name, o["weights"], c)
-                       for name, (_, o), c in zip(names, members, cfgs)]
-        ids = list(trial_ids or [None] * len(configs))
-        member_info = [{"member": name, "trial_id": ids[t["extra"]["rank"]],
-                        "backbone": c.backbone, **scores(o)}
-                       for name, (t, o), c in zip(names, members, cfgs)]
-        if not ensemble:
-            metrics["alternatives"] = member_info
-            return {"metrics": metrics, "epochs": first_task["epochs"],
-                    "seeds": [o["seed"] for _, o in winner_runs], "history": first["history"]}
-        save_ensemble(folder.ensemble_dir, member_dirs, {"members_info": member_info})
-        ens = {"k": len(members), "members": member_info,
-               **metrics_from_probs(np.mean([o["probs"] for _, o in members], axis=0), labels)}
-        if "probs_tta" in first:
-            ens["tta"] = metrics_from_probs(np.mean([o["probs_tta"] for _, o in members], axis=0),
-                                            labels)
-        metrics["ensemble"] = ens
-    return {"metrics": metrics, "epochs": first_task["epochs"],
-            "seeds": [o["seed"] for _, o in winner_runs], "history": first["history"]}
+
+def _save_members(folder: ExperimentFolder, members: list[tuple[dict, dict]], trial_ids: list,
+                  labels: np.ndarray, ensemble: bool) -> tuple[list[dict], dict | None]:
+    """Save each member's model (``ensemble/`` or ``pareto/``) and score it; as an ensemble,
+    also save the ensemble and score the members' averaged probabilities (with TTA when the
+    runs have it). Returns (the members' rows, the ensemble's metrics or None)."""
+    from fer_models.checkpoint import save_model_bytes
+    from fer_models.ensemble import save_ensemble
+    from fer_models.evaluate import metrics_from_probs
+
+    home = folder.ensemble_dir if ensemble else folder.pareto_dir
+    cfgs = [TrainConfig.from_dict(t) for t, _ in members]
+    names = [_member_name(t) for t, _ in members]
+    member_dirs = [save_model_bytes(home / name, o["weights"], c)
+                   for name, (_, o), c in zip(names, members, cfgs)]
+    member_info = [{"member": name, "trial_id": trial_ids[t["extra"]["rank"]],
+                    "backbone": c.backbone, **_scores(o, labels)}
+                   for name, (t, o), c in zip(names, members, cfgs)]
+    if not ensemble:
+        return member_info, None
+    save_ensemble(folder.ensemble_dir, member_dirs, {"members_info": member_info})
+    ens = {"k": len(members), "members": member_info,
+           **metrics_from_probs(np.mean([o["probs"] for _, o in members], axis=0), labels)}
+    if "probs_tta" in members[0][1]:
+        ens["tta"] = metrics_from_probs(np.mean([o["probs_tta"] for _, o in members], axis=0),
+                                        labels)
+    return member_info, ens
 
 
 def ensemble_runs(runs: list[tuple[dict, dict]], every_seed: bool) -> list[tuple[dict, dict]]:

@@ -119,27 +119,12 @@ def main(argv: list[str] | None = None) -> int:
             WeightsError, WarmStartError) as e:
         print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
-    # Ray's log deduplication masks the numbers in a line: the epoch lines of the retrain's seeds,
-    # trained side by side, would read as repeats and all but one be hidden. (Read when ray is
-    # first imported, which is just below.)
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    # Ray colours the "(retrain_one pid=...)" prefix of workers' lines: escape codes in a log file.
-    if not sys.stdout.isatty():
-        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
-    from .private_api import check as check_private_api
-
-    changed = check_private_api()
-    if changed:  # a search that would run, but differently from the one this project tests
-        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-        print(f"error: {changed[0]}{more}; install the tested versions (pyproject.toml)",
-              file=sys.stderr)
+    _set_ray_output()
+    untested = _untested_library()
+    if untested:  # a search that would run, but differently from the one this project tests
+        print(untested, file=sys.stderr)
         return EXIT_UNTESTED_LIBRARY
-    if space.search.drop_duplicates:
-        data, dropped = drop_cross_split_duplicates(data)
-        print(f"dropped faces that also appear in a held-out split: Training {dropped['Training']},"
-              f" PublicTest {dropped['PublicTest']} (PrivateTest unchanged)", flush=True)
-    print(f"data: Training {len(data.train)}, PublicTest {len(data.public_test)}, "
-          f"PrivateTest {len(data.private_test)} (held out until the end)", flush=True)
+    data = _search_data(space, data)
     if not args.resume:
         _record_run(experiment, space, data_path, args, argv)
         if any(got.rows for got in inherited):
@@ -173,6 +158,40 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()
     _print_outcome(experiment, outcome["summary"], outcome["metrics"])
     return 0
+
+
+def _set_ray_output() -> None:
+    """Ray's console settings for this driver (read when ray is first imported, after this)."""
+    # Ray's log deduplication masks the numbers in a line: the epoch lines of the retrain's seeds,
+    # trained side by side, would read as repeats and all but one be hidden.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Ray colours the "(retrain_one pid=...)" prefix of workers' lines: escape codes in a log file.
+    if not sys.stdout.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+
+
+def _untested_library() -> str | None:
+    """The error line when an installed Ray / Optuna / tensorboardX / torch breaks an assumption
+    of search.private_api; None when every one holds."""
+    from .private_api import check as check_private_api
+
+    changed = check_private_api()
+    if not changed:
+        return None
+    more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+    return f"error: {changed[0]}{more}; install the tested versions (pyproject.toml)"
+
+
+def _search_data(space, data):
+    """The data the search and the retrain use (without the duplicates, with drop_duplicates),
+    its split sizes printed."""
+    if space.search.drop_duplicates:
+        data, dropped = drop_cross_split_duplicates(data)
+        print(f"dropped faces that also appear in a held-out split: Training {dropped['Training']},"
+              f" PublicTest {dropped['PublicTest']} (PrivateTest unchanged)", flush=True)
+    print(f"data: Training {len(data.train)}, PublicTest {len(data.public_test)}, "
+          f"PrivateTest {len(data.private_test)} (held out until the end)", flush=True)
+    return data
 
 
 def _inputs(args):

@@ -69,7 +69,8 @@ def _nsga2(seed: int):
 def _qmc(seed: int):
     import optuna
 
-    return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    # Scrambled, or the seed is ignored and every search draws the same sequence.
+    return optuna.samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False)
 
 
 SAMPLERS: dict[str, SamplerInfo] = {info.name: info for info in (

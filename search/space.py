@@ -13,7 +13,8 @@ A space file has these top-level sections (all but ``params`` optional)::
     resources: {cpus_per_trial: auto, gpus_per_trial: auto, trials_per_gpu: 4}
     retrain:   {epochs: 20, seeds: [0], tta: true, top_k: 1,
                 params: {keep_best: true, erase_prob: 0.5}}   # set over the winner's config
-    params:                    # any fer_models.TrainConfig field: a fixed value or a distribution
+    params:                    # a fer_models.TrainConfig field (not device, extra,
+                               # train_on_public): a fixed value or a distribution
       backbone:   {choice: [resnet18, mobilenetv3_small_100]}
       lr:         {loguniform: [1.0e-4, 1.0e-2]}
       dropout:    {uniform: [0.0, 0.5], step: 0.1}     # step = q-step
@@ -88,6 +89,7 @@ class SearchSettings:
                                      # that ended just before a driver crash may then run again
                                      # on --resume
     drop_duplicates: bool = False    # drop Training faces pixel-identical to a PublicTest/
+                                     # PrivateTest one, and PublicTest faces identical to a
                                      # PrivateTest one (see fer_models.audit)
     time_budget_minutes: float = 0.0  # >0: stop the search (running trials too) after this long
     plateau_trials: int = 0          # >0: stop the search after this many finished trials in a
@@ -112,7 +114,7 @@ class Resources:
 class RetrainSettings:
     epochs: int = 0                  # 0: the winner's own epochs
     time_budget_minutes: float = 0.0  # >0: as many epochs as fit this long at the winner's
-                                     # measured pace in its trial, at most ``epochs``
+                                     # measured pace in its trial + 15%, at most ``epochs``
                                      # (search/retrain.py, planned_epochs)
     seeds: list = field(default_factory=lambda: [0])
     tta: bool = True                 # also report ten-crop+flip accuracy (beside the plain one)
