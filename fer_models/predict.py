@@ -150,7 +150,7 @@ def _widen(box: list[int], size: tuple[int, int]) -> tuple[int, int, int, int]:
     return max(0, x - m), max(0, y - m), min(size[0], x + w + m), min(size[1], y + h + m)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog("fer_models.predict"),
         description="Print the emotion and class probabilities of each face image, or score a "
@@ -171,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--predictions", metavar="FILE.csv",
                         help="when scoring a split: also write one row per face (label, "
                              "prediction, probabilities) for pandas")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.images and args.data:
         parser.error("give IMAGE files or --data PATH (one of the two)")
@@ -201,21 +206,25 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     probs = predictor.predict_proba(faces, tta=args.tta)
     for path, item, p in zip(args.images, loaded, probs):
-        label = EMOTIONS[int(p.argmax())]
-        if args.json:
-            print(json.dumps({"file": path, "emotion": label, "face": item.box,
-                              "face_found": None if not item.searched else item.box is not None,
-                              "probabilities": {e: round(float(x), 6) for e, x in zip(EMOTIONS, p)}}))
-        else:
-            top = ", ".join(f"{e} {x:.2f}" for e, x in sorted(zip(EMOTIONS, p), key=lambda t: -t[1])[:3])
-            if item.box:
-                where = f" [face at {item.box}]"
-            elif item.no_face_found:
-                where = " [no face found: the whole image was used]"
-            else:
-                where = ""
-            print(f"{path}: {label} ({top}){where}")
+        print(_image_line(path, item, p, args.json))
     return 0
+
+
+def _image_line(path: str, item, probs: np.ndarray, as_json: bool) -> str:
+    """One image's output: its emotion, top classes and where the face was (or was not) found."""
+    label = EMOTIONS[int(probs.argmax())]
+    if as_json:
+        return json.dumps({"file": path, "emotion": label, "face": item.box,
+                           "face_found": None if not item.searched else item.box is not None,
+                           "probabilities": {e: round(float(x), 6) for e, x in zip(EMOTIONS, probs)}})
+    top = ", ".join(f"{e} {x:.2f}" for e, x in sorted(zip(EMOTIONS, probs), key=lambda t: -t[1])[:3])
+    if item.box:
+        where = f" [face at {item.box}]"
+    elif item.no_face_found:
+        where = " [no face found: the whole image was used]"
+    else:
+        where = ""
+    return f"{path}: {label} ({top}){where}"
 
 
 def _writable_file(path: Path) -> bool:

@@ -39,6 +39,7 @@ from .experiment_folder import COMPLETED, FAILED, STOPPED_EARLY
 from .tensorboard_logs import (RUNNING, STATUS_CODES, STATUS_TAG, epoch_scalars, scalar_summary,
                                session_summaries, write_events_file)
 from .trainable import FINISHED_KEY
+from .trial_names import session_group
 
 FLUSH_EVERY_S = 5.0
 
@@ -78,7 +79,8 @@ class SearchTBXLoggerCallback(TBXWithTrialWriters):
         trial.init_local_path()
         params = flatten_dict(dict(trial.evaluated_params or trial.config or {}), delimiter="/")
         now = time.time()
-        start, _ = session_summaries(params, str(trial.trial_id), "", now, 0.0)
+        group = session_group(Path(trial.local_path).name, str(trial.trial_id))
+        start, _ = session_summaries(params, group, "", now, 0.0)
         running = scalar_summary({STATUS_TAG: STATUS_CODES[RUNNING]})
         write_events_file(Path(trial.local_path), [start, running], stamp=int(now) - 1,
                           suffix=".session")

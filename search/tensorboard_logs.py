@@ -33,6 +33,7 @@ from pathlib import Path
 
 from .experiment_folder import (COMPLETED, CONFIG_PREFIX, FAILED, STATUSES, ExperimentFolder,
                                 config_columns, config_of, is_missing, plain)
+from .trial_names import session_group
 
 SUFFIX = ".fer-report"            # our events files: events.out.tfevents.*.fer-report
 # The tag of each per-epoch result key, trials and retrain alike (so their curves overlay),
@@ -305,7 +306,8 @@ def write_hparams_overview(experiment: Path) -> dict[str, str]:
             if not has_hparams_session(trial_dir):
                 start = trial_dir.stat().st_mtime
                 seconds = 0.0 if is_missing(row.get("seconds")) else float(row["seconds"])
-                for summary in session_summaries(config_of(row), tid, row["status"], start,
+                group = session_group(trial_dir.name, tid)
+                for summary in session_summaries(config_of(row), group, row["status"], start,
                                                   start + seconds):
                     writer.file_writer.add_summary(summary)
                 notes.append("session")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from functools import partial
 
-__all__ = ["trial_dirname", "trial_namer", "trial_number", "NAME_RE"]
+__all__ = ["trial_dirname", "trial_namer", "trial_number", "session_group", "NAME_RE"]
 
 MAX_VALUES_CHARS = 60
 # What trial_dirname writes: t<number>-<trial id>[_<values>]
@@ -50,3 +50,17 @@ def trial_dirname(trial, searched, default: dict) -> str:
 def trial_namer(searched, default: dict):
     """A picklable ``trial_dirname_creator`` / ``trial_name_creator`` for a space."""
     return partial(trial_dirname, searched=tuple(searched), default=dict(default))
+
+
+def session_group(run_dir_name: str, trial_id: str) -> str:
+    """The HParams table's "Trial ID" of a trial: its folder's ``t<number>-<id>``, so the
+    table's rows sort in trial order as the Scalars runs do; the bare id for a folder named
+    otherwise.
+
+    >>> session_group("t0003-54ad50bf_crop=44", "54ad50bf")
+    't0003-54ad50bf'
+    >>> session_group("train_trial_54ad50bf_3", "54ad50bf")
+    '54ad50bf'
+    """
+    match = NAME_RE.match(run_dir_name)
+    return f"t{match['number']}-{trial_id}" if match and match["trial_id"] == trial_id else trial_id

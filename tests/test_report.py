@@ -213,17 +213,22 @@ def hparams_experiment(base: str) -> dict:
                      {"experimentName": "", "hparamsLimit": 1000})
 
 
-def hparams_rows(base: str, exp: dict) -> dict[str, dict[str, float]]:
-    """The HParams table's rows as the tab requests them: {session (run) name: {metric tag:
-    value}}, the cells a person sees filled."""
-    groups = http_json(f"{base}/data/plugin/hparams/session_groups", {
+def session_groups(base: str, exp: dict) -> list[dict]:
+    """The HParams table's session groups, requested as the tab requests them."""
+    return http_json(f"{base}/data/plugin/hparams/session_groups", {
         "experimentName": "", "startIndex": 0, "sliceSize": 1000,
         "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
                             "STATUS_RUNNING"],
         "colParams": [{"hparam": h["name"], "includeInResult": True} for h in exp["hparamInfos"]]
-        + [{"metric": m["name"], "includeInResult": True} for m in exp["metricInfos"]]})
+        + [{"metric": m["name"], "includeInResult": True} for m in exp["metricInfos"]]}
+    )["sessionGroups"]
+
+
+def hparams_rows(base: str, exp: dict) -> dict[str, dict[str, float]]:
+    """The HParams table's rows: {session (run) name: {metric tag: value}}, the cells a person
+    sees filled."""
     return {s["name"]: {m["name"]["tag"]: m["value"] for m in s["metricValues"]}
-            for g in groups["sessionGroups"] for s in g["sessions"]}
+            for g in session_groups(base, exp) for s in g["sessions"]}
 
 
 class FakeTrial:
@@ -272,6 +277,11 @@ def test_tensorboard_serves_every_trial_scalars_and_hparams(experiment):
             assert set(values) == {tag for tag, *_ in METRICS}, (trial_id, sorted(values))
             assert values[TAGS["val_accuracy"]] == pytest.approx(
                 trials.set_index("trial_id").loc[trial_id, "last_val_accuracy"], abs=1e-6)
+        # The "Trial ID" column: t<number>-<id>, as the runs begin, so the rows sort in trial order.
+        trial_ids = {s["name"]: g["name"] for g in session_groups(base, exp) for s in g["sessions"]}
+        for run, trial_id in runs.items():
+            assert trial_ids[run] == run.split("_", 1)[0] and trial_ids[run].endswith(trial_id), \
+                (run, trial_ids[run])
 
 
 
