@@ -331,14 +331,9 @@ def replay(strategy: Strategy, space: SearchSpace, table: Table, nearest: Neares
 
 # --- summary -----------------------------------------------------------------------------------
 
-def reach_budget(curve: np.ndarray, grid: np.ndarray, target: float) -> float:
-    """The first budget where the median curve reaches ``target`` (inf if never)."""
-    hit = np.flatnonzero(curve >= target)
-    return float(grid[hit[0]]) if len(hit) else math.inf
-
-
 def first_reach(curves: np.ndarray, grid: np.ndarray, target: float) -> np.ndarray:
-    """``reach_budget`` of each row of ``curves`` (inf where a row never reaches ``target``)."""
+    """The first budget of ``grid`` where each row of ``curves`` reaches ``target`` (inf where
+    a row never does)."""
     hit = curves >= target
     return np.where(hit.any(1), grid[hit.argmax(1)], math.inf)
 
@@ -419,24 +414,22 @@ def main(argv=None) -> int:
           f"full-horizon training ({unit:.0f} s); {args.concurrency} trials at a time; "
           f"{args.replays} replays a strategy")
     print_rank_settling(table)
+    units = grid * args.concurrency / unit     # the grid in budget units
     curves, rows, points = {}, [], []
     for name in args.strategies:
         runs = np.array([replay(STRATEGIES[name], space, table, nearest, seed, grid[-1],
                                 args.concurrency, grid)[0] for seed in range(args.replays)])
         curves[name] = runs
         med = np.nanmedian(runs, axis=0)
-        units = grid * args.concurrency / unit
-        reach = reach_budget(med, units, target)
-        per_replay = [reach_budget(r, units, target) for r in runs]
+        reach = float(first_reach(med[None], units, target)[0])
         rows.append(dict(strategy=name, reach_units=reach,
-                         share_reaching=np.mean([math.isfinite(r) for r in per_replay]),
+                         share_reaching=np.isfinite(first_reach(runs, units, target)).mean(),
                          **{f"median@{b}": float(np.interp(b, units, med)) for b in (4, 8, 16, args.budget)}))
         for seed, run in enumerate(runs):
             # The pick's accuracy is a step function of the budget: keep its changes only.
             changed = np.flatnonzero(~np.isnan(run) & (np.r_[np.nan, run[:-1]] != run))
             points += [(name, seed, float(units[i]), float(run[i])) for i in changed]
     base = next((r["reach_units"] for r in rows if r["strategy"] == "random"), math.nan)
-    units = grid * args.concurrency / unit
     print(f"\n| strategy | budget to reach best - {args.gap} pt (median curve) | 90% interval | "
           f"vs random | 90% interval | replays reaching it | median @4 | @8 | @16 | "
           f"@{args.budget:g} |")
@@ -463,8 +456,8 @@ def main(argv=None) -> int:
             .to_csv(args.csv, index=False)
     if args.plot:
         shown = args.plot_strategies or args.strategies
-        plot({name: curves[name] for name in shown if name in curves},
-             grid * args.concurrency / unit, best, target, args.plot)
+        plot({name: curves[name] for name in shown if name in curves}, units, best, target,
+             args.plot)
     return 0
 
 
