@@ -200,6 +200,10 @@ STRATEGIES = {s.name: s for s in [
     Strategy("qmc+asha@2/rf5", "qmc", asha(grace=2, rf=5)),
     Strategy("cmaes+asha@2/rf5", "cmaes", asha(grace=2, rf=5)),
     Strategy("gp+asha", "gp", asha()),   # a Gaussian process: ~100x TPE's cost per proposal
+    # cpu.yaml's setting (tpe_quick; its first rung at a third of its trials' epochs, one in two
+    # on) at this table's horizon, and the same rungs with random proposals.
+    Strategy("tpe_quick+asha@3/rf2", "tpe_quick", asha(grace=3, rf=2)),
+    Strategy("random+asha@3/rf2", "random", asha(grace=3, rf=2)),
     # Reference points, not strategies: random proposals screened by an oracle at epoch 1, 2 or 3.
     Strategy("random+oracle@1", "random", oracle(1), reference=True),
     Strategy("random+oracle@2", "random", oracle(2), reference=True),

@@ -23,10 +23,14 @@ from fer_models.data import FER2013
 from fer_models.schedulers import SCHEDULES
 
 from .experiment_folder import ExperimentFolder, write_json
+from .retrain_curves import RetrainCurves
 
 
 @ray.remote(max_retries=1)
-def retrain_one(config: dict, data: FER2013, threads: int, tta: bool) -> dict:
+def retrain_one(config: dict, data: FER2013, threads: int, tta: bool, curves=None,
+                run: str = "") -> dict:
+    """One retrain run; each epoch's result goes to the ``curves`` queue
+    (:class:`search.retrain_curves.RetrainCurves`) as ``(run, metrics)``."""
     import torch
     from safetensors.torch import save as to_safetensors
 
@@ -36,7 +40,9 @@ def retrain_one(config: dict, data: FER2013, threads: int, tta: bool) -> dict:
     torch.set_num_threads(max(threads, 1))
     cfg = TrainConfig.from_dict(config)
     tag = f"[retrain {config.get('extra', {}).get('member', '')} seed {cfg.seed}]"
-    result = fit(cfg, data, log=lambda line: print(tag, line, flush=True))  # reads no PrivateTest
+    report = None if curves is None else (lambda metrics, _state: curves.put((run, metrics)))
+    result = fit(cfg, data, on_epoch=report,  # reads no PrivateTest
+                 log=lambda line: print(tag, line, flush=True))
     device = resolve_device(cfg.device)
     test = data.private_test
     out = {"seed": cfg.seed, "history": result.history, "weights_epoch": result.weights_epoch,
@@ -149,7 +155,7 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
     Pareto front are alternatives, not members of one model)."""
     tasks = retrain_configs(space, configs, epochs)
     start = time.time()
-    outs = _run_on_ray(tasks, data, space.retrain.tta, n_configs=len(configs))
+    outs = _run_on_ray(tasks, data, space.retrain.tta, len(configs), experiment)
     labels = np.asarray(data.private_test.labels)
     # An earlier retrain's outputs were moved to earlier-retrains/ (finish_experiment).
     folder = ExperimentFolder(experiment)
@@ -169,15 +175,24 @@ def retrain_top(space, data: FER2013, configs: list[dict], experiment: Path,
             "seeds": [o["seed"] for _, o in winner_runs], "history": first["history"]}
 
 
-def _run_on_ray(tasks: list[dict], data: FER2013, tta: bool, n_configs: int) -> list[dict]:
-    """Every retrain task at once on the cluster; their outcomes in the tasks' order."""
+def _run_on_ray(tasks: list[dict], data: FER2013, tta: bool, n_configs: int,
+                experiment: Path) -> list[dict]:
+    """Every retrain task at once on the cluster, their curves written to TensorBoard as they
+    train; their outcomes in the tasks' order."""
     resources = retrain_resources(len(tasks))
     data_ref = ray.put(data)  # the only object that carries PrivateTest
-    refs = [retrain_one.options(**resources).remote(t, data_ref, resources["num_cpus"], tta)
-            for t in tasks]
-    print(f"retraining {n_configs} config(s), {len(refs)} run(s) of {tasks[0]['epochs']} epochs "
-          f"({resources['num_cpus']} CPU, {resources['num_gpus']} GPU each) ...", flush=True)
-    return ray.get(refs)
+    curves = RetrainCurves(experiment)
+    try:
+        refs = [retrain_one.options(**resources).remote(t, data_ref, resources["num_cpus"], tta,
+                                                        curves.queue, run_name(t))
+                for t in tasks]
+        print(f"retraining {n_configs} config(s), {len(refs)} run(s) of {tasks[0]['epochs']} "
+              f"epochs ({resources['num_cpus']} CPU, {resources['num_gpus']} GPU each); their "
+              f"curves: TensorBoard's {ExperimentFolder.RETRAIN_RUN} runs ...", flush=True)
+        curves.follow(refs)
+        return ray.get(refs)
+    finally:
+        curves.close()
 
 
 def _scores(out: dict, labels: np.ndarray) -> dict:
@@ -225,7 +240,7 @@ def _save_members(folder: ExperimentFolder, members: list[tuple[dict, dict]], tr
 
     home = folder.ensemble_dir if ensemble else folder.pareto_dir
     cfgs = [TrainConfig.from_dict(t) for t, _ in members]
-    names = [_member_name(t) for t, _ in members]
+    names = [member_name(t) for t, _ in members]
     member_dirs = [save_model_bytes(home / name, o["weights"], c)
                    for name, (_, o), c in zip(names, members, cfgs)]
     member_info = [{"member": name, "trial_id": trial_ids[t["extra"]["rank"]],
@@ -262,11 +277,24 @@ def ensemble_runs(runs: list[tuple[dict, dict]], every_seed: bool) -> list[tuple
     return chosen
 
 
-def _member_name(task: dict) -> str:
-    """The folder of an ensemble member: member-<i>, or member-0-seed<s> for the winner's
-    extra seeds."""
-    name = task["extra"]["member"]
-    return name if task.get("extra", {}).get("first_seed", True) else f"{name}-seed{task['seed']}"
+def member_name(task: dict) -> str:
+    """A retrain task's member: ``member-<i>``, or ``member-0-seed<s>`` for the winner's seeds
+    after the first (the folder its model is saved in, and its TensorBoard run)."""
+    extra = task.get("extra", {})
+    name = extra["member"]
+    return name if extra.get("first_seed", True) else f"{name}-seed{task['seed']}"
+
+
+def run_name(task: dict) -> str:
+    """The task's TensorBoard run under ``retrain/``: "" for the run that becomes ``model/``.
+
+    >>> run_name({"seed": 0, "extra": {"member": "member-0", "first_seed": True}})
+    ''
+    >>> run_name({"seed": 1, "extra": {"member": "member-0", "first_seed": False}})
+    'member-0-seed1'
+    """
+    name = member_name(task)
+    return "" if name == "member-0" else name
 
 
 def _short(m: dict) -> dict:

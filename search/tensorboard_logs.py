@@ -136,7 +136,8 @@ def has_hparams_session(run_dir: Path) -> bool:
 
 # --- writing ----------------------------------------------------------------------------------
 
-def _writer(run_dir: Path):
+def run_writer(run_dir: Path):
+    """A SummaryWriter of ``run_dir`` whose file replaces this project's earlier ones there."""
     from torch.utils.tensorboard import SummaryWriter
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -288,7 +289,7 @@ def write_hparams_overview(experiment: Path) -> dict[str, str]:
         if trial_dir is None:
             added[tid] = "no trial folder"
             continue
-        writer = _writer(trial_dir)
+        writer = run_writer(trial_dir)
         notes = []
         try:
             epochs = int(row["epochs"]) if not is_missing(row["epochs"]) else 0
@@ -315,7 +316,7 @@ def write_hparams_overview(experiment: Path) -> dict[str, str]:
             writer.close()
         added[tid] = "+".join(notes)
 
-    writer = _writer(folder.path)  # the root run "." : found first by TensorBoard
+    writer = run_writer(folder.path)  # the root run "." : found first by TensorBoard
     try:
         writer.file_writer.add_summary(_experiment_summary(values, _load_space_params(folder),
                                                            "latency_ms" in table))
@@ -331,7 +332,7 @@ def write_retrain_run(experiment: Path, figures: dict | None = None) -> Path:
     run = folder.retrain_run
     history = folder.read_history()
     metrics = folder.read_metrics()
-    writer = _writer(run)
+    writer = run_writer(run)
     try:
         last = 1
         best = -math.inf
