@@ -13,14 +13,13 @@ theirs):
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import ray
 from ray.util.queue import Queue
 
 from .experiment_folder import ExperimentFolder
-from .tensorboard_logs import epoch_scalars, run_writer
+from .tensorboard_logs import epoch_scalars, run_writer, running_best
 
 POLL_SECONDS = 1.0  # how often the driver drains the queue while the tasks train
 
@@ -33,7 +32,7 @@ class RetrainCurves:
         self.queue = Queue(actor_options={"num_cpus": 0})  # holds no CPU a training could use
         self.writers: dict[str, object] = {}
         self.last_epoch: dict[str, int] = {}
-        self.best: dict[str, float] = {}
+        self.best: dict[str, float | None] = {}
 
     def follow(self, refs: list) -> None:
         """Write what the tasks report until every one of ``refs`` has ended."""
@@ -44,7 +43,9 @@ class RetrainCurves:
 
     def write_reported(self) -> None:
         n = self.queue.qsize()
-        for run, metrics in self.queue.get_nowait_batch(n) if n else []:
+        if not n:
+            return
+        for run, metrics in self.queue.get_nowait_batch(n):
             self.record(run, metrics)
         for writer in self.writers.values():
             writer.flush()
@@ -57,13 +58,10 @@ class RetrainCurves:
             self.writers.pop(run).close()
         if run not in self.writers:
             self.writers[run] = run_writer(self.root / run if run else self.root)
-            self.best[run] = -math.inf
+            self.best[run] = None
         self.last_epoch[run] = epoch
-        value = metrics.get("val_accuracy")
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            self.best[run] = max(self.best[run], float(value))
-        best = self.best[run] if self.best[run] > -math.inf else None
-        for tag, value in epoch_scalars(metrics, best).items():
+        self.best[run] = running_best(self.best[run], metrics)
+        for tag, value in epoch_scalars(metrics, self.best[run]).items():
             self.writers[run].add_scalar(tag, value, global_step=epoch)
 
     def close(self) -> None:

@@ -29,15 +29,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.utils import flatten_dict
 from tensorboardX.proto.summary_pb2 import Summary
 
 from .private_api import TBXWithTrialWriters
 from .experiment_folder import COMPLETED, FAILED, STOPPED_EARLY
-from .tensorboard_logs import (RUNNING, STATUS_CODES, STATUS_TAG, epoch_scalars, scalar_summary,
-                               session_summaries, write_events_file)
+from .tensorboard_logs import (RUNNING, STATUS_CODES, STATUS_TAG, epoch_scalars, running_best,
+                               scalar_summary, session_summaries, write_events_file)
 from .trainable import FINISHED_KEY
 from .trial_names import session_group
 
@@ -90,10 +89,8 @@ class SearchTBXLoggerCallback(TBXWithTrialWriters):
     def log_trial_result(self, iteration: int, trial, result: dict):
         if not self.has_writer(trial):
             self.log_trial_start(trial)
-        accuracy = result.get("val_accuracy")
-        if isinstance(accuracy, (int, float)) and np.isfinite(accuracy):
-            self.best_accuracy[trial] = max(self.best_accuracy.get(trial, -np.inf), float(accuracy))
-        scalars = epoch_scalars(result, self.best_accuracy.get(trial))
+        self.best_accuracy[trial] = running_best(self.best_accuracy.get(trial), result)
+        scalars = epoch_scalars(result, self.best_accuracy[trial])
         if scalars:
             summary = Summary(value=[Summary.Value(tag=tag, simple_value=value)
                                      for tag, value in scalars.items()])

@@ -80,6 +80,18 @@ MEASURE_METRICS = (
 )
 
 
+def running_best(best: float | None, result: dict) -> float | None:
+    """``best`` (the best PublicTest accuracy so far, None before any) with ``result``'s.
+
+    >>> running_best(running_best(None, {"val_accuracy": 0.5}), {"val_accuracy": float("nan")})
+    0.5
+    """
+    value = result.get("val_accuracy")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value) if best is None else max(best, float(value))
+    return best
+
+
 def epoch_scalars(result: dict, best: float | None = None) -> dict[str, float]:
     """The scalars of one epoch's result under :data:`EPOCH_TAGS` (finite numbers only), and
     :data:`BEST_TAG` when ``best`` (the best PublicTest accuracy so far) is given.
@@ -334,14 +346,12 @@ def write_retrain_run(experiment: Path, figures: dict | None = None) -> Path:
     metrics = folder.read_metrics()
     writer = run_writer(run)
     try:
-        last = 1
-        best = -math.inf
+        last, best = 1, None
         for i, entry in enumerate(history, start=1):
             step = int(entry.get("epoch", i))
             last = step
-            if isinstance(entry.get("val_accuracy"), (int, float)):
-                best = max(best, float(entry["val_accuracy"]))
-            for tag, value in epoch_scalars(entry, best if best > -math.inf else None).items():
+            best = running_best(best, entry)
+            for tag, value in epoch_scalars(entry, best).items():
                 writer.add_scalar(tag, value, global_step=step)
         if metrics:
             writer.add_scalar("private_test/accuracy", metrics["accuracy"], global_step=last)
