@@ -1,6 +1,6 @@
 """The end-of-run report and TensorBoard logs of an experiment folder.
 
-``search/experiment.py`` calls both at the end of a run; to redo them for a finished experiment:
+``search/finish.py`` calls both at the end of a run; to redo them for a finished experiment:
 ``python -m search.report results/<name>``.
 
 * :func:`log_retrain_tensorboard` writes ``retrain/`` (the winner's retrain, under the same tags as
@@ -8,25 +8,23 @@
   and the HParams additions of :mod:`search.tensorboard_logs`.
 * :func:`write_report` writes ``report.md`` and its PNGs beside it.
 
-Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot state, no display).
+Its figures are drawn by :mod:`search.report_figures`.
 """
 from __future__ import annotations
 
 import json
-import math
 import shlex
 import statistics
 from pathlib import Path
 
 import pandas as pd
 
-from fer_models.profile import PROFILE_METRICS
-
+from . import report_figures as charts
 from . import tensorboard_logs as tbl
 from .experiment_folder import (COMPLETED, FAILED, STOPPED_EARLY, ExperimentFolder,
                                 config_columns, is_missing)
 from .default_baseline import describe_comparison
-from .objectives import feasible_mask, pareto_front
+from .objectives import pareto_front
 
 __all__ = ["log_retrain_tensorboard", "write_report"]
 
@@ -39,13 +37,6 @@ FIGURES = {
     "pareto": "report_pareto.png",
 }
 MIN_IMPORTANCE_TRIALS = 3   # fewer: no importance is estimated, the report says why
-DPI = 110
-STYLE = {  # status -> line/marker style, shared by the figures
-    COMPLETED: dict(color="#1f77b4", ls="-", marker="o", label=COMPLETED),
-    STOPPED_EARLY: dict(color="#ff7f0e", ls="--", marker="v", label="stopped early by ASHA"),
-    FAILED: dict(color="#d62728", ls=":", marker="X", label=FAILED),
-}
-WINNER_COLOR = "#2ca02c"
 
 
 def log_retrain_tensorboard(experiment: Path) -> Path:
@@ -54,9 +45,9 @@ def log_retrain_tensorboard(experiment: Path) -> Path:
     metrics = ExperimentFolder(experiment).read_metrics()
     figures = {}
     if metrics.get("confusion_matrix"):
-        figures["private_test/confusion_matrix"] = _confusion_figure(metrics, "PrivateTest")
+        figures["private_test/confusion_matrix"] = charts.confusion_figure(metrics, "PrivateTest")
         if metrics.get("tta", {}).get("confusion_matrix"):
-            figures["private_test/confusion_matrix_tta"] = _confusion_figure(
+            figures["private_test/confusion_matrix_tta"] = charts.confusion_figure(
                 metrics["tta"], "PrivateTest, ten-crop TTA")
     run = tbl.write_retrain_run(experiment, figures)
     tbl.write_hparams_overview(experiment)
@@ -79,26 +70,26 @@ def write_report(experiment: Path) -> Path:
             if fig is None:
                 return
             path = folder / FIGURES[key]
-            fig.savefig(path, dpi=DPI)
+            fig.savefig(path, dpi=charts.DPI)
             figures[key] = path.name
         except Exception as e:  # one figure must not cost the whole report
             problems[key] = f"{type(e).__name__}: {e}"
 
-    draw("curves", _curves_figure, table, curves, winner_id, _asha_rungs(folder, table))
-    draw("order", _order_figure, table, winner_id)
+    draw("curves", charts.curves_figure, table, curves, winner_id, _asha_rungs(folder, table))
+    draw("order", charts.order_figure, table, winner_id)
     importance = _importance(folder)
     if importance.get("values"):
-        draw("importance", _importance_figure, importance)
+        draw("importance", charts.importance_figure, importance)
     objectives = summary.get("objectives") or {}
     front = None
     if "latency_ms" in table and objectives:
         front = pareto_front(table, objectives) if len(objectives) > 1 else None
-        draw("pareto", _pareto_figure, table, objectives, summary.get("constraints") or {},
+        draw("pareto", charts.pareto_figure, table, objectives, summary.get("constraints") or {},
              front, winner_id)
     if metrics.get("confusion_matrix"):
-        draw("confusion", _confusion_figure, metrics, "PrivateTest")
+        draw("confusion", charts.confusion_figure, metrics, "PrivateTest")
     if metrics.get("per_class_accuracy"):
-        draw("per_class", _per_class_figure, metrics)
+        draw("per_class", charts.per_class_figure, metrics)
 
     text = _markdown(folder, summary, metrics, table, winner_id, importance, figures, problems,
                      front)
@@ -217,162 +208,7 @@ def _importance_evaluator():
                 "trials; Optuna's default fANOVA needs scikit-learn, which is not installed")
 
 
-# --- figures ------------------------------------------------------------------------------------
-
-def _figure(w: float, h: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _status_handles(table, winner_id):
-    from matplotlib.lines import Line2D
-
-    handles = []
-    for status, st in STYLE.items():
-        n = int((table["status"] == status).sum())
-        if n:
-            handles.append(Line2D([], [], color=st["color"], ls=st["ls"], marker=st["marker"],
-                                  label=f"{st['label']} ({n})"))
-    handles.append(Line2D([], [], color=WINNER_COLOR, lw=3, marker="*", ms=12,
-                          label=f"winner {winner_id}"))
-    return handles
-
-
-def _curves_figure(table, curves, winner_id, rungs):
-    from matplotlib.collections import LineCollection
-
-    fig = _figure(8, 5)
-    ax = fig.add_subplot()
-    for rung in rungs:
-        ax.axvline(rung, color="0.85", lw=1, zorder=0)
-    # One collection of lines and one scatter of curve ends per status, not two artists per
-    # trial: a 1,000-trial report draws in a second (bench/bench_scale.py).
-    lines: dict[str, list] = {}
-    ends: dict[str, list] = {}
-    win = None
-    for row in table.itertuples():
-        df = curves.get(row.trial_id)
-        if df is None or df.empty:
-            continue
-        xy = df[["epoch", "val_accuracy"]].to_numpy(dtype=float)
-        status = row.status if row.status in STYLE else FAILED
-        if row.trial_id == winner_id:
-            win = df
-        else:
-            lines.setdefault(status, []).append(xy)
-        ends.setdefault(status, []).append(xy[-1])  # where ASHA stopped it, or where it failed
-    # Fainter lines when there are many: the mass of curves stays readable.
-    alpha = 0.8 if len(table) <= 50 else max(0.15, 0.8 * (50 / len(table)) ** 0.5)
-    for status, segments in lines.items():
-        st = STYLE[status]
-        ax.add_collection(LineCollection(segments, colors=st["color"], linestyles=st["ls"],
-                                         linewidths=1.4, alpha=alpha, zorder=2))
-    for status, points in ends.items():
-        st = STYLE[status]
-        x, y = zip(*points)
-        ax.scatter(x, y, marker=st["marker"], color=st["color"], s=30, zorder=4)
-    if win is not None:
-        ax.plot(win["epoch"], win["val_accuracy"], color=WINNER_COLOR, lw=3, zorder=3)
-        best = win.loc[win["val_accuracy"].idxmax()]
-        ax.plot([best["epoch"]], [best["val_accuracy"]], marker="*", ms=16,
-                color=WINNER_COLOR, mec="k", zorder=5)
-    ax.autoscale_view()
-    handles = _status_handles(table, winner_id)
-    if rungs:
-        from matplotlib.lines import Line2D
-
-        handles.append(Line2D([], [], color="0.8", lw=1, label="ASHA rungs"))
-    ax.legend(handles=handles, loc="best", fontsize=9)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("PublicTest accuracy")
-    ax.set_title("Learning curves of all trials (PublicTest accuracy per epoch)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def _order_figure(table, winner_id):
-    fig = _figure(8, 4.5)
-    ax = fig.add_subplot()
-    acc = table["best_val_accuracy"]
-    floor = (acc.min() if acc.notna().any() else 0.0)
-    span = (acc.max() - floor) if acc.notna().any() else 1.0
-    fail_y = floor - 0.08 * (span or 0.1)
-    running = acc.where(table["status"] != FAILED).cummax()
-    ax.step(table["order"], running, where="post", color="0.5", lw=1.2, label="best so far")
-    for status, st in STYLE.items():
-        sel = table[table["status"] == status]
-        if sel.empty:
-            continue
-        y = [fail_y] * len(sel) if status == FAILED else sel["best_val_accuracy"]
-        y = [fail_y if (isinstance(v, float) and math.isnan(v)) else v for v in y]
-        ax.scatter(sel["order"], y, marker=st["marker"], color=st["color"], s=50, zorder=3,
-                   label=f"{st['label']} ({len(sel)})")
-    win = table[table["trial_id"] == winner_id]
-    if not win.empty:
-        ax.scatter(win["order"], win["best_val_accuracy"], marker="*", s=300, color=WINNER_COLOR,
-                   edgecolor="k", zorder=4, label=f"winner {winner_id}")
-    if (table["status"] == FAILED).any():
-        ax.axhline(fail_y, color=STYLE[FAILED]["color"], lw=0.6, ls=":")
-        ax.annotate(FAILED, (table["order"].min(), fail_y), xytext=(0, 4),
-                    textcoords="offset points", color=STYLE[FAILED]["color"], fontsize=8)
-    if len(table) <= 20:
-        ax.set_xticks(table["order"], [f"{o}\n{t}" for o, t in zip(table["order"], table["trial_id"])],
-                      fontsize=7)
-    ax.set_xlabel("trial (creation order)")
-    ax.set_ylabel("best PublicTest accuracy")
-    ax.set_title("Best PublicTest accuracy by trial order")
-    ax.legend(loc="best", fontsize=9)
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def _pareto_figure(table, objectives, constraints, front, winner_id):
-    """Accuracy against the second objective (latency by default): point size = parameters,
-    the front as a step line, constraint lines, each point labelled backbone@input."""
-    names = list(objectives)
-    x_name = names[1] if len(names) > 1 and names[1] != "val_loss" else "latency_ms"
-    fig = _figure(8.5, 5.5)
-    ax = fig.add_subplot()
-    done = table.dropna(subset=[x_name, "best_val_accuracy"])
-    size = 30 + 400 * (done["params_m"] / max(float(done["params_m"].max()), 1e-9))
-    feasible = feasible_mask(done)
-    groups = [("completed, feasible", (done["status"] == COMPLETED) & feasible, "#1f77b4", "o"),
-              ("completed, breaks a constraint", (done["status"] == COMPLETED) & ~feasible, "0.6", "X"),
-              ("stopped early by ASHA (lower budget)", done["status"] == STOPPED_EARLY, "#ff7f0e", "v")]
-    for label, mask, color, marker in groups:
-        if mask.any():
-            ax.scatter(done.loc[mask, x_name], done.loc[mask, "best_val_accuracy"], s=size[mask],
-                       color=color, marker=marker, alpha=0.75, edgecolor="k", lw=0.5,
-                       label=f"{label} ({int(mask.sum())})")
-    for _, r in done.iterrows():
-        ax.annotate(f"{r.get('config/backbone', '')}@{r.get('config/input_size', '')}",
-                    (r[x_name], r["best_val_accuracy"]), xytext=(4, 3),
-                    textcoords="offset points", fontsize=7)
-    if front is not None and not front.empty:
-        pts = front.sort_values(x_name)
-        ax.step(pts[x_name], pts["best_val_accuracy"], where="post", color=WINNER_COLOR, lw=1.5,
-                label=f"Pareto front ({len(pts)})")
-    win = done[done["trial_id"] == winner_id]
-    if not win.empty:
-        ax.scatter(win[x_name], win["best_val_accuracy"], marker="*", s=350, color=WINNER_COLOR,
-                   edgecolor="k", zorder=5, label=f"winner {winner_id}")
-    for key, value in (constraints.get(x_name) or {}).items():
-        ax.axvline(value, color="#d62728", ls="--", lw=1, label=f"{x_name} {'<=' if key == 'max' else '>='} {value:g}")
-    ax.set_xlabel(f"{x_name} ({PROFILE_METRICS.get(x_name, '')})")
-    ax.set_ylabel("best PublicTest accuracy")
-    others = ", ".join(f"{n} {'<=' if k == 'max' else '>='} {v:g}" for n, b in constraints.items()
-                       if n != x_name for k, v in b.items())
-    ax.set_title("Accuracy vs. " + x_name + " (point size: parameters)"
-                 + (f"; also constrained: {others}" if others else ""), fontsize=10)
-    ax.legend(loc="best", fontsize=8)
-    ax.grid(alpha=0.3)
-    return fig
-
+# --- markdown -----------------------------------------------------------------------------------
 
 def _deployment_lines(table, summary, front, winner_id, figures, problems) -> list[str]:
     """The measures: where latency was measured, the Pareto front, the fastest model within a
@@ -419,79 +255,6 @@ def _deployment_lines(table, summary, front, winner_id, figures, problems) -> li
                   f"{r['params_m']:.2f} |" for r in rows]
     return lines
 
-
-def _importance_figure(importance):
-    values = importance["values"]
-    names = list(values)[::-1]
-    fig = _figure(7, max(3.0, 0.5 * len(names) + 1.5))
-    ax = fig.add_subplot()
-    bars = ax.barh(names, [values[n] for n in names],
-                   color="#9467bd" if importance.get("mixed") else "#1f77b4")
-    ax.bar_label(bars, fmt="%.3f", padding=3, fontsize=8)
-    ax.set_xlim(0, max(max(values.values()) * 1.2, 0.05))
-    ax.set_xlabel(f"importance ({importance['method'].split(':')[0].split(',')[0]}, normalised)")
-    title = "Hyperparameter importance"
-    if importance.get("mixed"):
-        title += "\n(includes ASHA-stopped trials at their last epoch)"
-    ax.set_title(title)
-    return fig
-
-
-def _confusion_figure(metrics: dict, title: str):
-    import numpy as np
-
-    from fer_models.data import EMOTIONS
-
-    cm = np.asarray(metrics["confusion_matrix"], dtype=float)
-    labels = list(EMOTIONS)[:len(cm)]
-    rows = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    fig = _figure(7.5, 6.5)
-    ax = fig.add_subplot()
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(cm)):
-        for j in range(len(cm)):
-            ax.text(j, i, f"{int(cm[i, j])}\n{norm[i, j]:.0%}", ha="center", va="center",
-                    fontsize=8, color="white" if norm[i, j] > 0.55 else "black")
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    ax.set_yticks(range(len(labels)), [f"{l}\nn={int(n)}" for l, n in zip(labels, rows[:, 0])])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{title} confusion matrix (rows normalised; counts)\n"
-                 f"accuracy {metrics['accuracy']:.4f}, n={metrics['n']}")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
-    return fig
-
-
-def _per_class_figure(metrics: dict):
-    import numpy as np
-
-    names = list(metrics["per_class_accuracy"])
-    support = np.asarray(metrics["confusion_matrix"]).sum(axis=1) if metrics.get("confusion_matrix") \
-        else [None] * len(names)
-    series = [("plain", metrics["per_class_accuracy"], metrics["accuracy"], "#1f77b4")]
-    if metrics.get("tta", {}).get("per_class_accuracy"):
-        series.append(("ten-crop TTA", metrics["tta"]["per_class_accuracy"],
-                       metrics["tta"]["accuracy"], "#ff7f0e"))
-    fig = _figure(8.5, 4.8)
-    ax = fig.add_subplot()
-    x = np.arange(len(names))
-    width = 0.8 / len(series)
-    for k, (label, per_class, overall, color) in enumerate(series):
-        bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, [per_class[n] for n in names],
-                      width, color=color, label=f"{label} (overall {overall:.3f})")
-        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
-        ax.axhline(overall, color=color, ls="--", lw=1)
-    ax.set_xticks(x, [f"{n}\n(n={int(s)})" if s is not None else n for n, s in zip(names, support)])
-    ax.set_ylim(0, 1.08)
-    ax.set_ylabel("PrivateTest accuracy (recall)")
-    ax.set_title("PrivateTest accuracy per class (dashed: overall)")
-    ax.legend(loc="upper right", fontsize=9)
-    ax.grid(axis="y", alpha=0.3)
-    return fig
-
-
-# --- markdown -----------------------------------------------------------------------------------
 
 def _cell(v) -> str:
     if is_missing(v):

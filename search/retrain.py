@@ -27,8 +27,8 @@ from .retrain_curves import RetrainCurves
 
 
 @ray.remote(max_retries=1)
-def retrain_one(config: dict, data: FER2013, threads: int, tta: bool, curves=None,
-                run: str = "") -> dict:
+def retrain_one(config: dict, data: FER2013, threads: int, tta: bool, curves,
+                run: str) -> dict:
     """One retrain run; each epoch's result goes to the ``curves`` queue
     (:class:`search.retrain_curves.RetrainCurves`) as ``(run, metrics)``."""
     import torch
@@ -40,9 +40,8 @@ def retrain_one(config: dict, data: FER2013, threads: int, tta: bool, curves=Non
     torch.set_num_threads(max(threads, 1))
     cfg = TrainConfig.from_dict(config)
     tag = f"[retrain {config.get('extra', {}).get('member', '')} seed {cfg.seed}]"
-    report = None if curves is None else (lambda metrics, _state: curves.put((run, metrics)))
-    result = fit(cfg, data, on_epoch=report,  # reads no PrivateTest
-                 log=lambda line: print(tag, line, flush=True))
+    result = fit(cfg, data, on_epoch=lambda metrics, _state: curves.put((run, metrics)),
+                 log=lambda line: print(tag, line, flush=True))  # reads no PrivateTest
     device = resolve_device(cfg.device)
     test = data.private_test
     out = {"seed": cfg.seed, "history": result.history, "weights_epoch": result.weights_epoch,

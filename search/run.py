@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         print(got.describe(), flush=True)
 
     # 2. The search.
-    from .experiment import AllTrialsFailed, ResourceError, run_experiment
+    from .experiment import ResourceError, run_experiment
+    from .finish import AllTrialsFailed
 
     try:
         outcome = run_experiment(space, data, experiment, address=args.address,

@@ -203,3 +203,27 @@ def test_a_test_files_tests_share_one_xdist_worker():
     assert proc.returncode == 0, proc.stdout[-2000:]
     workers = set(re.findall(r"^\[(gw\d+)\].* PASSED ", proc.stdout, flags=re.M))
     assert len(workers) == 1, f"tests/test_console.py ran on {sorted(workers)}: groups split"
+
+
+def test_every_mutation_still_finds_its_snippet():
+    """bench/mutations.py breaks each guard by replacing a snippet that must occur once: a snippet
+    the code has moved away from would leave its guard unchecked, so each is looked up here, with
+    the tests it runs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mutations", REPO / "bench" / "mutations.py")
+    mutations = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mutations  # its dataclass looks its module up there
+    try:
+        spec.loader.exec_module(mutations)
+    finally:
+        del sys.modules[spec.name]
+    wrong = [f"{m.name}: {m.file} has its snippet {(REPO / m.file).read_text().count(m.old)} times"
+             for m in mutations.MUTATIONS if (REPO / m.file).read_text().count(m.old) != 1]
+    for m in mutations.MUTATIONS:
+        for test in m.tests:
+            path, _, name = test.partition("::")
+            source = (REPO / path).read_text() if (REPO / path).is_file() else ""
+            if not source or name and f"def {name.split('[')[0]}(" not in source:
+                wrong.append(f"{m.name}: no {test}")
+    assert not wrong, wrong

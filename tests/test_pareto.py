@@ -210,7 +210,7 @@ def test_tensorboard_hparams_carry_the_measures(pareto_search):
     from tensorboard.plugins.hparams import metadata
 
     from search.tensorboard_logs import MEASURE_METRICS, METRICS
-    from tests.test_report import hparams_content, load_run
+    from tests.tensorboard_events import hparams_content, load_run
 
     _, folder, _ = pareto_search
     exp = metadata.parse_experiment_plugin_data(

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from search.tensorboard_logs import METRICS
+from tests.tensorboard_events import hparams_content, load_run, session_end, session_start
 
 REPO = Path(__file__).resolve().parents[1]
 # One xdist worker runs every user of the session's smoke search (tests/conftest.py).
@@ -32,40 +33,9 @@ TAGS = {"val_accuracy": "PublicTest/accuracy", "val_loss": "PublicTest/loss",
 BEST = "PublicTest/best_accuracy"
 BOOKKEEPING = ("done", "training_iteration", "iterations_since_restore", "epoch", "final_epoch",
                "public_test_rows", "private_test_rows_seen", "train_rows", "ema_selected")
-SIZE_ALL = {k: 0 for k in ("compressedHistograms", "images", "audio", "scalars", "histograms",
-                           "tensors")}
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-def load_run(path: Path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(path), size_guidance=SIZE_ALL)
-    acc.Reload()
-    return acc
-
-
-def hparams_content(acc) -> dict:
-    try:
-        return acc.PluginTagToContent("hparams")
-    except KeyError:
-        return {}
-
-
-def session_start(acc):
-    from tensorboard.plugins.hparams import metadata
-
-    content = hparams_content(acc).get(metadata.SESSION_START_INFO_TAG)
-    return None if content is None else metadata.parse_session_start_info_plugin_data(content)
-
-
-def session_end(acc):
-    from tensorboard.plugins.hparams import metadata
-
-    content = hparams_content(acc).get(metadata.SESSION_END_INFO_TAG)
-    return None if content is None else metadata.parse_session_end_info_plugin_data(content)
-
 
 def read_trials(exp: Path) -> pd.DataFrame:
     return pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from tests.tensorboard_events import scalars
+
 pytestmark = pytest.mark.slow
 
 SPACE = """\
@@ -14,16 +16,7 @@ search: {sampler: random, num_samples: 1, asha: false}
 retrain: {epochs: 3, seeds: [0, 1], tta: false}
 params: {backbone: resnet10t, epochs: 3, batch_size: 128, lr: {loguniform: [1.0e-3, 1.0e-2]}}
 """
-
-
-def _scalars(run_dir, tag="PublicTest/accuracy") -> dict[int, float]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    if tag not in acc.Tags()["scalars"]:
-        return {}
-    return {e.step: e.value for e in acc.Scalars(tag)}
+ACCURACY = "PublicTest/accuracy"
 
 
 def test_each_seed_curve_is_in_tensorboard_before_the_retrain_ends(tmp_path, small_data):
@@ -44,7 +37,7 @@ def test_each_seed_curve_is_in_tensorboard_before_the_retrain_ends(tmp_path, sma
 
     def watch():
         while not done.is_set():
-            if seed1_run.is_dir() and 1 in _scalars(seed1_run):
+            if seed1_run.is_dir() and 1 in scalars(seed1_run, ACCURACY):
                 first_sight.update(time=time.time(), model_saved=model_dir.exists())
                 return
             time.sleep(0.3)
@@ -63,6 +56,6 @@ def test_each_seed_curve_is_in_tensorboard_before_the_retrain_ends(tmp_path, sma
     assert not first_sight["model_saved"], "seed 1's curve appeared only after the retrain ended"
     # the run that becomes model/ is retrain/ itself, epoch by epoch as history.json has it
     history = {h["epoch"]: h["val_accuracy"] for h in out["history"]}
-    assert _scalars(experiment / "retrain") == pytest.approx(history)
-    assert sorted(_scalars(seed1_run)) == [1, 2, 3]
-    assert sorted(_scalars(seed1_run, "PublicTest/best_accuracy")) == [1, 2, 3]
+    assert scalars(experiment / "retrain", ACCURACY) == pytest.approx(history)
+    assert sorted(scalars(seed1_run, ACCURACY)) == [1, 2, 3]
+    assert sorted(scalars(seed1_run, "PublicTest/best_accuracy")) == [1, 2, 3]

@@ -29,7 +29,7 @@ def test_a_trial_cut_before_its_first_report_is_a_row_not_a_crash(tmp_path):
 def test_nothing_to_retrain_names_each_trials_fate_and_the_budget(tmp_path):
     """From Ray's own Results: a trial that failed keeps its reason, one the budget cut before an
     epoch says so, and the budget's hint stays; no rows at all is a line too, not a KeyError."""
-    from search.experiment import nothing_to_retrain
+    from search.finish import nothing_to_retrain
 
     space = load_space("spaces/smoke.yaml")
     cut = Result(metrics={}, checkpoint=None, error=None, path=str(tmp_path / "train_trial_00001"))
