@@ -118,7 +118,8 @@ def peaks() -> dict:
 
 
 def top_bf16_peak() -> tuple[str, float]:
-    """The fastest bf16 unit this CPU has and its per-core peak: AMX where present."""
+    """The fastest bf16 unit this CPU has and its per-core peak: AMX where present, else AVX-512
+    BF16, else AVX-512 FP32."""
     found = peaks()
     name = next((k for k in ("amx_bf16", "avx512_bf16") if k in found), "avx512f")
     return name, found.get(name, float("nan"))
