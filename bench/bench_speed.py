@@ -74,31 +74,26 @@ GPU_BF16_DENSE_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100 NVL", 835
 
 # --- peaks -------------------------------------------------------------------------------------
 
-def cpu_flags() -> set[str]:
+def cpu_field(name: str) -> str:
+    """The first core's ``name`` field of /proc/cpuinfo ("" where it has none)."""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return ""
+
+
+def cpu_flags() -> set[str]:
+    return set(cpu_field("flags").split())
 
 
 def cpu_ghz() -> float:
     """The nominal clock: the model name's '@ x.xGHz' where given, else the TSC (bogomips / 2),
     which a KVM guest like this one reports instead of a turbo clock."""
-    text = Path("/proc/cpuinfo").read_text()
-    for line in text.splitlines():
-        if line.startswith("model name") and "GHz" in line:
-            return float(line.rsplit("@", 1)[1].strip().removesuffix("GHz"))
-    for line in text.splitlines():
-        if line.startswith("bogomips"):
-            return float(line.split(":")[1]) / 2000
-    return float("nan")
-
-
-def cpu_field(name: str) -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.split(":", 1)[0].strip() == name:
-            return line.split(":", 1)[1].strip()
-    return ""
+    model, bogomips = cpu_field("model name"), cpu_field("bogomips")
+    if "GHz" in model:
+        return float(model.rsplit("@", 1)[1].strip().removesuffix("GHz"))
+    return float(bogomips) / 2000 if bogomips else float("nan")
 
 
 def peaks() -> dict:

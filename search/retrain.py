@@ -279,9 +279,8 @@ def ensemble_runs(runs: list[tuple[dict, dict]], every_seed: bool) -> list[tuple
 def member_name(task: dict) -> str:
     """A retrain task's member: ``member-<i>``, or ``member-0-seed<s>`` for the winner's seeds
     after the first (the folder its model is saved in, and its TensorBoard run)."""
-    extra = task.get("extra", {})
-    name = extra["member"]
-    return name if extra.get("first_seed", True) else f"{name}-seed{task['seed']}"
+    name, first = task["extra"]["member"], task["extra"].get("first_seed", True)
+    return name if first else f"{name}-seed{task['seed']}"
 
 
 def run_name(task: dict) -> str:
