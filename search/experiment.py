@@ -129,12 +129,13 @@ def trial_resources(space: SearchSpace) -> dict:
     return {"cpu": cpu, "gpu": gpu}
 
 
-def describe_stopping(asha) -> str:
+def describe_stopping(asha, max_epochs: int) -> str:
     """How a search stops trials early, for its first console lines."""
     if asha is None:
         return "no early stopping"
     rungs = f", rungs on {asha.rung_metric}" if asha.rung_metric else ""
-    return f"ASHA (first rung at epoch {asha.grace_period}, 1 in {asha.reduction_factor} on{rungs})"
+    return (f"ASHA (first rung at epoch {asha.first_rung(max_epochs)}, 1 in "
+            f"{asha.reduction_factor} on{rungs})")
 
 
 def build_trainable(space: SearchSpace, data: FER2013, resources: dict, trial_fn=train_trial):
@@ -172,7 +173,7 @@ def build_scheduler(space: SearchSpace, experiment: Path) -> tuple[object, bool]
     own_metric = rung_metric != space.metric or multi
     scheduler = ResumableASHA(ExperimentFolder(experiment).asha_rungs,
                               time_attr="training_iteration", max_t=space.max_epochs,
-                              grace_period=min(asha.grace_period, space.max_epochs),
+                              grace_period=asha.first_rung(space.max_epochs),
                               reduction_factor=asha.reduction_factor,
                               **(dict(metric=rung_metric, mode=RUNG_METRICS[rung_metric])
                                  if own_metric else {}))
@@ -254,7 +255,7 @@ def run_experiment(space: SearchSpace, data: FER2013, experiment: Path, *, addre
                          space.path)
     print(f"experiment: {experiment}{' (resumed)' if resume else ''}\n"
           f"  {space.search.num_samples} trials, sampler {space.search.sampler} "
-          f"(seed {space.search.seed}), {describe_stopping(space.search.asha)}, "
+          f"(seed {space.search.seed}), {describe_stopping(space.search.asha, space.max_epochs)}, "
           f"up to {space.max_epochs} epochs, {resources['cpu']} CPU / {resources['gpu']} GPU per trial\n"
           f"  watch it: tensorboard --logdir {experiment}", flush=True)
     # Faces the trials train or are ranked on that are copies of a PrivateTest face: the one way

@@ -127,17 +127,21 @@ def _learning_curves(folder: ExperimentFolder, table: pd.DataFrame) -> dict[str,
 
 
 def _asha_rungs(folder: ExperimentFolder, table: pd.DataFrame) -> list[int]:
+    """The epochs of ASHA's rungs as the search set them: its space, capped by --max-epochs."""
     try:
         from .space import load_space
 
         space = load_space(folder.space_yaml, upgrade_earlier=True)
+        cap = (folder.read_run().get("overrides") or {}).get("max_epochs")
     except Exception:
         return []
+    if cap:
+        space.cap_epochs(int(cap))
     asha = space.search.asha
     if asha is None:
         return []
     top = int(table["epochs"].max()) if len(table) else 0
-    rungs, r = [], max(int(asha.grace_period), 1)
+    rungs, r = [], asha.first_rung(space.max_epochs)
     while r < top:
         rungs.append(r)
         r *= max(int(asha.reduction_factor), 2)

@@ -13,6 +13,7 @@ theirs):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -24,15 +25,21 @@ from .tensorboard_logs import epoch_scalars, run_writer, running_best
 POLL_SECONDS = 1.0  # how often the driver drains the queue while the tasks train
 
 
+@dataclass
+class _Run:
+    """One retrain run's event writer, its last epoch and its best PublicTest accuracy so far."""
+    writer: object
+    last_epoch: int = 0
+    best: float | None = None
+
+
 class RetrainCurves:
     """The queue the retrain tasks report to, and the driver's writer of what they report."""
 
     def __init__(self, experiment: Path):
         self.root = ExperimentFolder(experiment).retrain_run
         self.queue = Queue(actor_options={"num_cpus": 0})  # holds no CPU a training could use
-        self.writers: dict[str, object] = {}
-        self.last_epoch: dict[str, int] = {}
-        self.best: dict[str, float | None] = {}
+        self.runs: dict[str, _Run] = {}
 
     def follow(self, refs: list) -> None:
         """Write what the tasks report until every one of ``refs`` has ended."""
@@ -47,25 +54,25 @@ class RetrainCurves:
             return
         for run, metrics in self.queue.get_nowait_batch(n):
             self.record(run, metrics)
-        for writer in self.writers.values():
-            writer.flush()
+        for r in self.runs.values():
+            r.writer.flush()
 
     def record(self, run: str, metrics: dict) -> None:
         """One epoch of ``run``. An epoch at or before the last one seen is a retried task
         starting over: its run starts over too."""
         epoch = int(metrics["epoch"])
-        if run in self.writers and epoch <= self.last_epoch[run]:
-            self.writers.pop(run).close()
-        if run not in self.writers:
-            self.writers[run] = run_writer(self.root / run if run else self.root)
-            self.best[run] = None
-        self.last_epoch[run] = epoch
-        self.best[run] = running_best(self.best[run], metrics)
-        for tag, value in epoch_scalars(metrics, self.best[run]).items():
-            self.writers[run].add_scalar(tag, value, global_step=epoch)
+        if run in self.runs and epoch <= self.runs[run].last_epoch:
+            self.runs.pop(run).writer.close()
+        if run not in self.runs:
+            self.runs[run] = _Run(run_writer(self.root / run if run else self.root))
+        r = self.runs[run]
+        r.last_epoch = epoch
+        r.best = running_best(r.best, metrics)
+        for tag, value in epoch_scalars(metrics, r.best).items():
+            r.writer.add_scalar(tag, value, global_step=epoch)
 
     def close(self) -> None:
-        for writer in self.writers.values():
-            writer.close()
-        self.writers.clear()
+        for r in self.runs.values():
+            r.writer.close()
+        self.runs.clear()
         self.queue.shutdown()

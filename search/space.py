@@ -7,8 +7,8 @@ A space file has these top-level sections (all but ``params`` optional)::
     objectives: val_accuracy   # what ranks trials: val_accuracy | val_loss, or several:
                                # {val_accuracy: max, latency_ms: min} (search.objectives)
     constraints: {latency_ms: {max: 5.0}}
-    search:    {sampler: tpe, seed: 0, num_samples: 8, max_concurrent: 1,
-                asha: {grace_period: 1, reduction_factor: 3, rung_metric: ""},  # or asha: false
+    search:    {sampler: random, seed: 0, num_samples: 8, max_concurrent: 1,
+                asha: {grace_period: auto, reduction_factor: 3, rung_metric: ""},  # or asha: false
                 checkpoint: true, max_failures: 0}
     resources: {cpus_per_trial: auto, gpus_per_trial: auto, trials_per_gpu: 4}
     retrain:   {epochs: 20, seeds: [0], tta: true, top_k: 1,
@@ -65,15 +65,29 @@ class SpaceError(ValueError):
 @dataclass
 class AshaSettings:
     """``search.asha``: ASHA's early stopping (``asha: false``: every trial runs to the end)."""
-    grace_period: int = 1            # the first rung, in epochs
+    grace_period: Any = "auto"       # the first rung, in epochs; auto: a third of the trials'
+                                     # epochs (first_rung)
     reduction_factor: int = 3        # 1 in this many trials goes on at each rung
     rung_metric: str = ""            # what ASHA compares at a rung: "" (the first objective) or
                                      # train_loss
 
+    def first_rung(self, max_epochs: int) -> int:
+        """The epoch of the first rung for trials of at most ``max_epochs``: ``grace_period``,
+        or by default a third of the epochs (at least 1), where the replay bench's table ranks
+        configs as their final epoch does (Spearman 0.84 at epoch 3 of 10, 0.15 at epoch 1:
+        bench/README.md, "bench_replay.py"). Never past the last epoch.
+
+        >>> AshaSettings().first_rung(12), AshaSettings().first_rung(2), AshaSettings(5).first_rung(3)
+        (4, 1, 3)
+        """
+        grace = max(1, max_epochs // 3) if self.grace_period == "auto" else self.grace_period
+        return min(grace, max_epochs)
+
 
 @dataclass
 class SearchSettings:
-    sampler: str = "tpe"
+    sampler: str = "random"          # over 10-20 trials, TPE did no better than random
+                                     # proposals in the replay bench (bench/README.md)
     seed: int = 0
     num_samples: int = 8
     max_concurrent: int = 1
@@ -388,8 +402,10 @@ def _check_settings(search: SearchSettings, res: Resources, retrain: RetrainSett
         if getattr(search, key) < 1:
             raise err(f"search.{key}", f"must be >= 1, got {getattr(search, key)}")
     asha = search.asha
-    if asha is not None and asha.grace_period < 1:
-        raise err("search.asha.grace_period", f"must be >= 1, got {asha.grace_period}")
+    if asha is not None and asha.grace_period != "auto" and not (
+            _matches(asha.grace_period, int) and asha.grace_period >= 1):
+        raise err("search.asha.grace_period", "must be 'auto' (a third of the trials' epochs) "
+                  f"or an integer >= 1, got {asha.grace_period!r}")
     if asha is not None and asha.reduction_factor < 2:
         raise err("search.asha.reduction_factor", f"must be >= 2, got {asha.reduction_factor}")
     if asha is not None and asha.rung_metric and asha.rung_metric not in RUNG_METRICS:

@@ -271,6 +271,29 @@ def test_rung_metric_is_validated_and_defaults_to_the_metric(tmp_path):
         load_space(bad)
 
 
+def test_a_space_without_search_settings_gets_the_replay_bench_defaults(tmp_path):
+    """Random proposals, and ASHA's first rung at a third of the trials' epochs, where the replay
+    bench's rankings settle (bench/README.md): in the scheduler a search builds, in its console
+    line, and after --max-epochs cuts the epochs."""
+    from search.experiment import build_scheduler, describe_stopping
+
+    path = tmp_path / "plain.yaml"
+    path.write_text("params: {backbone: resnet10t, epochs: 12, lr: {loguniform: [1.0e-4, 1.0e-2]}}\n")
+    space = load_space(path)
+    assert space.search.sampler == "random"
+    first_rung = lambda: min(m for m, _ in build_scheduler(space, tmp_path)[0].rungs()[0])  # noqa: E731
+    assert first_rung() == 4
+    assert "first rung at epoch 4," in describe_stopping(space.search.asha, space.max_epochs)
+    space.cap_epochs(2)
+    assert first_rung() == 1
+    path.write_text("search: {asha: {grace_period: 2}}\nparams: {backbone: resnet10t, epochs: 12}\n")
+    space = load_space(path)
+    assert first_rung() == 2
+    path.write_text("search: {asha: {grace_period: 2.5}}\nparams: {backbone: resnet10t, epochs: 12}\n")
+    with pytest.raises(SpaceError, match=r"search.asha.grace_period: must be 'auto'.*got 2.5"):
+        load_space(path)
+
+
 def test_asha_rungs_compare_the_rung_metric(tmp_path, small_data):
     """search.asha.rung_metric reaches the real ASHA: a trial-function whose PublicTest accuracy is the
     same for every config (so ASHA on it would stop nothing) and whose training loss is its lr."""
