@@ -31,6 +31,7 @@ forward MACs x 2 per image: forward, input and weight gradients) and the share o
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -74,13 +75,19 @@ GPU_BF16_DENSE_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100 NVL", 835
 
 # --- peaks -------------------------------------------------------------------------------------
 
-def cpu_field(name: str) -> str:
-    """The first core's ``name`` field of /proc/cpuinfo ("" where it has none)."""
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """/proc/cpuinfo's fields, each as the first core gives it; read once."""
+    fields = {}
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == name:
-            return value.strip()
-    return ""
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_field(name: str) -> str:
+    """The first core's ``name`` field of /proc/cpuinfo ("" where it has none)."""
+    return _cpuinfo().get(name, "")
 
 
 def cpu_flags() -> set[str]:

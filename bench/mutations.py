@@ -155,13 +155,28 @@ def pytest(tests: tuple[str, ...], timeout_s: int) -> tuple[int, str]:
     return proc.returncode, (failed[0] if failed else lines[-1] if lines else proc.stderr[-200:])
 
 
+def stale(m: Mutation) -> list[str]:
+    """Why ``m`` could not break its guard: its snippet not in its file exactly once, or a test
+    it names that no longer exists ([] when it can)."""
+    wrong, found = [], (REPO / m.file).read_text().count(m.old)
+    if found != 1:
+        wrong.append(f"{m.name}: {m.file} has its snippet {found} times")
+    for test in m.tests:
+        path, _, name = test.partition("::")
+        source = (REPO / path).read_text() if (REPO / path).is_file() else ""
+        if not source or name and f"def {name.split('[')[0]}(" not in source:
+            wrong.append(f"{m.name}: no {test}")
+    return wrong
+
+
 def run(m: Mutation, timeout_s: int) -> tuple[str, float, str]:
     """(verdict, seconds, first failure): the tests must pass on the code as it is, then fail
     (pytest exit 1: a test failed) with the mutation in place."""
+    problems = stale(m)
+    if problems:
+        return "stale", 0.0, "; ".join(problems)
     path = REPO / m.file
     original = path.read_text()
-    if original.count(m.old) != 1:
-        return "snippet not found once", 0.0, ""
     started = time.monotonic()
     code, line = pytest(m.tests, timeout_s)
     if code != 0:

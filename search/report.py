@@ -127,16 +127,15 @@ def _learning_curves(folder: ExperimentFolder, table: pd.DataFrame) -> dict[str,
 
 
 def _asha_rungs(folder: ExperimentFolder, table: pd.DataFrame) -> list[int]:
-    """The epochs of ASHA's rungs as the search set them: its space, capped by --max-epochs."""
+    """The epochs of ASHA's rungs as the search set them: its space with run.json's overrides."""
     try:
+        from .overrides import apply_overrides
         from .space import load_space
 
         space = load_space(folder.space_yaml, upgrade_earlier=True)
-        cap = (folder.read_run().get("overrides") or {}).get("max_epochs")
+        apply_overrides(space, folder.read_run().get("overrides") or {})
     except Exception:
         return []
-    if cap:
-        space.cap_epochs(int(cap))
     asha = space.search.asha
     if asha is None:
         return []

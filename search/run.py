@@ -24,8 +24,9 @@ from fer_models.weights import CACHE_ENV, WeightsError
 
 from .default_baseline import describe_comparison
 from .experiment_folder import ExperimentFolder
+from .overrides import OVERRIDES, RETRAIN_OVERRIDES, apply_overrides
 from .resume_trust import UntrustedFolder, check_resume_trust
-from .space import SpaceError, check_settings, load_space
+from .space import SpaceError, load_space
 from .warm_start import WarmStartError, inherited_rows, load_warm_start
 from .weights import require_cached
 
@@ -250,36 +251,11 @@ def _print_outcome(experiment: Path, summary: dict, metrics: dict) -> None:
     print(f"PrivateTest accuracy: {metrics['accuracy']:.4f} (n={metrics['n']})", flush=True)
 
 
-# Each command-line override (argparse's name) and the space key it sets; None: --max-epochs,
-# which caps every value of params.epochs (SearchSpace.cap_epochs).
-OVERRIDES = {"num_samples": "search.num_samples", "seed": "search.seed", "max_epochs": None,
-             "retrain_epochs": "retrain.epochs", "top_k": "retrain.top_k",
-             "drop_duplicates": "search.drop_duplicates"}
-RETRAIN_OVERRIDES = tuple(k for k, target in OVERRIDES.items() if (target or "").startswith("retrain."))
-
-
 def _check_numbers(args) -> None:
     for key in ("num_samples", "max_epochs", "retrain_epochs", "top_k", "cpus"):
         value = getattr(args, key)
         if value is not None and value < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
-
-
-def apply_overrides(space, overrides: dict) -> None:
-    """Command-line values that replace the space's own (recorded in run.json for --resume),
-    then the rules the same values obey in a space file."""
-    for flag, value in overrides.items():
-        if flag not in OVERRIDES or value is None or value is False:
-            continue
-        target = OVERRIDES[flag]
-        if target is None:  # --max-epochs caps every value of params.epochs
-            space.cap_epochs(value)
-        else:
-            section, key = target.split(".")
-            setattr(getattr(space, section), key, value)
-    given = [f"--{k.replace('_', '-')}" for k in OVERRIDES if overrides.get(k) not in (None, False)]
-    if given:
-        check_settings(space, " ".join(given))
 
 
 def _record_run(experiment: Path, space, data_path: Path, args, argv) -> None:
